@@ -1,0 +1,132 @@
+/*
+ * jaccl: collective communication across processes and machines.
+ *
+ * Every call returns a jaccl_result_t.  On failure, jaccl_last_error(comm)
+ * returns a message naming the rank, the peer, the call and what to do.
+ * Collectives must be called by every rank of the communicator, in the same
+ * order, with the same count, dtype and op.  A communicator is not thread
+ * safe: one thread at a time may call into it.
+ */
+#ifndef JACCL_H
+#define JACCL_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(JACCL_BUILDING) && defined(__GNUC__)
+#define JACCL_API __attribute__((visibility("default")))
+#else
+#define JACCL_API
+#endif
+
+/* One list gives both the enum names and their strings, so they never drift. */
+#define JACCL_RESULT_LIST(X)                                                                       \
+    X(JACCL_SUCCESS, "success")                                                                    \
+    X(JACCL_ERR_INVALID_ARGUMENT, "invalid argument")                                              \
+    X(JACCL_ERR_INVALID_USAGE, "invalid usage")                                                    \
+    X(JACCL_ERR_CONFIG, "configuration error")                                                     \
+    X(JACCL_ERR_SYSTEM, "system call failed")                                                      \
+    X(JACCL_ERR_REMOTE, "remote rank failed or closed its connection")                             \
+    X(JACCL_ERR_TIMEOUT, "timed out")                                                              \
+    X(JACCL_ERR_UNSUPPORTED, "unsupported")                                                        \
+    X(JACCL_ERR_NOMEM, "out of memory")                                                            \
+    X(JACCL_ERR_INTERNAL, "internal error")
+
+#define JACCL_RESULT_ENUM_(name, str) name,
+typedef enum { JACCL_RESULT_LIST(JACCL_RESULT_ENUM_) JACCL_RESULT_COUNT } jaccl_result_t;
+#undef JACCL_RESULT_ENUM_
+
+typedef enum {
+    JACCL_INT8,
+    JACCL_UINT8,
+    JACCL_INT32,
+    JACCL_UINT32,
+    JACCL_INT64,
+    JACCL_UINT64,
+    JACCL_FLOAT16,
+    JACCL_BFLOAT16,
+    JACCL_FLOAT32,
+    JACCL_FLOAT64,
+    JACCL_DTYPE_COUNT
+} jaccl_dtype_t;
+
+typedef enum { JACCL_SUM, JACCL_PROD, JACCL_MIN, JACCL_MAX, JACCL_AVG, JACCL_OP_COUNT } jaccl_op_t;
+
+/* Opaque communicator handle. */
+typedef struct jaccl_comm *jaccl_comm_t;
+
+/*
+ * Create a communicator from the environment: JACCL_RANK (or MLX_RANK,
+ * OMPI_COMM_WORLD_RANK, PMI_RANK, SLURM_PROCID), JACCL_SIZE (or the matching
+ * *_SIZE/SLURM_NTASKS), JACCL_COORDINATOR=host:port (or MLX_JACCL_COORDINATOR),
+ * JACCL_TRANSPORT, JACCL_ALGO, JACCL_TIMEOUT, JACCL_TCP_SOCKETS.
+ * Collective over all ranks.  *comm is set only on success.
+ * Errors: JACCL_ERR_CONFIG (missing or malformed variable), JACCL_ERR_TIMEOUT
+ * (coordinator or a peer unreachable before JACCL_TIMEOUT), JACCL_ERR_SYSTEM,
+ * JACCL_ERR_REMOTE, JACCL_ERR_NOMEM.  Details: jaccl_last_error(NULL).
+ */
+JACCL_API jaccl_result_t jaccl_comm_init_env(jaccl_comm_t *comm);
+
+/* Close every link and free the communicator.  NULL is accepted. */
+JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm);
+
+/* This process's rank in [0, size), or -1 for a NULL comm. */
+JACCL_API int jaccl_comm_rank(jaccl_comm_t comm);
+
+/* Number of ranks, or -1 for a NULL comm. */
+JACCL_API int jaccl_comm_size(jaccl_comm_t comm);
+
+/* Static string naming a result code; never NULL. */
+JACCL_API const char *jaccl_result_string(jaccl_result_t result);
+
+/*
+ * Detail of the last failed call on comm ("" if none).  With a NULL comm: the
+ * calling thread's last failed jaccl_comm_init_env.  Valid until the next call.
+ */
+JACCL_API const char *jaccl_last_error(jaccl_comm_t comm);
+
+/*
+ * recvbuf[i] = op over all ranks of sendbuf[i], for i < count.  Every rank gets
+ * the same bits.  In place when sendbuf == recvbuf; otherwise the buffers must
+ * not overlap.  count == 0 is a no-op.  AVG divides the sum by the size
+ * (integers truncate toward zero).  Integer sums wrap.
+ * Errors: JACCL_ERR_INVALID_ARGUMENT (NULL buffer with count > 0, bad dtype or
+ * op, overlapping buffers), JACCL_ERR_REMOTE, JACCL_ERR_TIMEOUT.
+ */
+JACCL_API jaccl_result_t jaccl_allreduce(const void *sendbuf, void *recvbuf, size_t count,
+                                         jaccl_dtype_t dtype, jaccl_op_t op, jaccl_comm_t comm);
+
+/*
+ * recvbuf[r * sendcount + i] = sendbuf of rank r [i].  recvbuf holds
+ * size * sendcount elements.  In place when
+ * sendbuf == recvbuf + rank * sendcount * elemsize.
+ * Errors: as jaccl_allreduce.
+ */
+JACCL_API jaccl_result_t jaccl_allgather(const void *sendbuf, void *recvbuf, size_t sendcount,
+                                         jaccl_dtype_t dtype, jaccl_comm_t comm);
+
+/*
+ * Send count elements to peer; returns when buf may be reused.  Must match a
+ * jaccl_recv of the same count and dtype on peer.  Messages between a pair of
+ * ranks arrive in the order they were sent.
+ * Errors: JACCL_ERR_INVALID_ARGUMENT (peer out of range or self, NULL buffer),
+ * JACCL_ERR_REMOTE, JACCL_ERR_TIMEOUT.
+ */
+JACCL_API jaccl_result_t jaccl_send(const void *buf, size_t count, jaccl_dtype_t dtype, int peer,
+                                    jaccl_comm_t comm);
+
+/* Receive count elements from peer into buf.  Errors: as jaccl_send. */
+JACCL_API jaccl_result_t jaccl_recv(void *buf, size_t count, jaccl_dtype_t dtype, int peer,
+                                    jaccl_comm_t comm);
+
+/* Size in bytes of one element of dtype, or 0 for an unknown dtype. */
+JACCL_API size_t jaccl_dtype_size(jaccl_dtype_t dtype);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* JACCL_H */
