@@ -1,0 +1,70 @@
+/*
+ * The algorithm interface.  An algorithm turns a collective into transfers
+ * on links; it sees the transport only through jaccl_tp's ops table.
+ */
+#ifndef JACCL_ALGO_H
+#define JACCL_ALGO_H
+
+#include "transport/transport.h"
+#include "util/reduce.h"
+
+enum jaccl_coll { JACCL_COLL_ALLREDUCE, JACCL_COLL_ALLGATHER, JACCL_COLL_COUNT };
+
+/* What an algorithm works with; owned by the communicator, reused by every call. */
+struct jaccl_algo_ctx {
+    int rank, size;
+    struct jaccl_tp *tp;
+    struct jaccl_err *err;
+    int64_t deadline_ns;  /* of the call in progress */
+    size_t seg_bytes;     /* receive-and-reduce segment: small enough to stay in cache */
+    size_t oneshot_bytes; /* largest message the mesh sends whole to every peer */
+    char *scratch;        /* allocated and touched once at init */
+    size_t scratch_len;
+    struct jaccl_xfer *xfers;
+    int xfers_cap;
+    double gamma_Bps; /* reduction speed, for the cost model */
+    int max_links;    /* most links to any peer */
+    int ring_bidir;   /* ring: send halves both ways round */
+};
+
+struct jaccl_algo_ops {
+    const char *name;
+    /* recvbuf = reduction of every rank's sendbuf (in place when equal); op is never AVG. */
+    jaccl_result_t (*allreduce)(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                                size_t count, jaccl_dtype_t dtype, jaccl_op_t op);
+    /* recvbuf[r * bytes ...] = rank r's block; in place when sendbuf is our own block. */
+    jaccl_result_t (*allgather)(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                                size_t bytes);
+    /* Modelled seconds for coll on a message of bytes (the whole vector; per rank for gather). */
+    double (*cost)(const struct jaccl_algo_ctx *c, enum jaccl_coll coll, size_t bytes);
+};
+
+/* Registry in priority order (ties in cost go to the first); NULL-terminated. */
+extern const struct jaccl_algo_ops *const jaccl_algos[];
+const struct jaccl_algo_ops *jaccl_algo_find(const char *name);
+
+/* One direction of traffic with one peer, for jaccl_algo_run. */
+struct jaccl_stream {
+    int dir; /* JACCL_XFER_SEND or JACCL_XFER_RECV */
+    int peer;
+    char *buf; /* send: source; recv: destination */
+    size_t len;
+    const char *local; /* recv with a kernel: buf = received op local (local may be buf) */
+};
+
+/*
+ * Run every stream at once until all are done.  A stream's bytes are split
+ * over the peer's links in 64-byte-aligned parts.  With fn, received data is
+ * reduced segment by segment as it arrives, through cache-sized scratch.
+ * At most 2 streams may carry a kernel.
+ */
+jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns,
+                              jaccl_reduce_fn fn, size_t esize);
+
+/* Byte range of part i of n of a len-byte buffer, 64-byte aligned except the end. */
+void jaccl_algo_part(size_t len, int n, int i, size_t align, size_t *off, size_t *plen);
+
+/* Scratch needed by the engine for nred reducing streams. */
+size_t jaccl_algo_run_scratch(const struct jaccl_algo_ctx *c, int nred);
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * Mesh: every rank talks to every rank directly.  All-reduce sends the whole
+ * vector to everyone for small messages (one step), and does a direct
+ * reduce-scatter then all-gather for larger ones.  Reductions always run in
+ * rank order, so every rank computes the same bits.
+ */
+#include "algo/algo.h"
+
+#include <string.h>
+
+/* Largest communicator the mesh serves (stack arrays per peer). */
+#define MESH_MAX 64
+
+/* Scratch slot of peer q's data: peers fill slots 0..n-2, our own copy n-1. */
+static int mesh_slot(const struct jaccl_algo_ctx *c, int q)
+{
+    return q == c->rank ? c->size - 1 : (q < c->rank ? q : q - 1);
+}
+
+/* dst = src(0) op src(1) op ... op src(n-1), in rank order. */
+static void mesh_reduce_ordered(const struct jaccl_algo_ctx *c, char *dst, const char *own,
+                                size_t len, jaccl_reduce_fn fn, size_t esize)
+{
+    const char *src[2];
+    for (int q = 0; q < 2; q++)
+        src[q] = q == c->rank ? own : c->scratch + (size_t)mesh_slot(c, q) * len;
+    fn(dst, src[0], src[1], len / esize);
+    for (int q = 2; q < c->size; q++) {
+        const char *s = q == c->rank ? own : c->scratch + (size_t)mesh_slot(c, q) * len;
+        fn(dst, dst, s, len / esize);
+    }
+}
+
+/*
+ * Send our (sub)vector to every peer and receive theirs into scratch.
+ * soff/slen pick the part of sbuf each peer gets.
+ */
+static jaccl_result_t mesh_exchange(struct jaccl_algo_ctx *c, const char *sbuf, const size_t *soff,
+                                    const size_t *slen, size_t rlen)
+{
+    struct jaccl_stream st[2 * MESH_MAX];
+    int ns = 0;
+    for (int k = 1; k < c->size; k++) {
+        /* Start with the next rank up so not everyone hits rank 0 first. */
+        int p = (c->rank + k) % c->size;
+        st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, p, (char *)sbuf + soff[p], slen[p], NULL};
+        st[ns++] = (struct jaccl_stream){JACCL_XFER_RECV, p,
+                                         c->scratch + (size_t)mesh_slot(c, p) * rlen, rlen, NULL};
+    }
+    return jaccl_algo_run(c, st, ns, NULL, 0);
+}
+
+static jaccl_result_t mesh_oneshot(struct jaccl_algo_ctx *c, const char *s, char *r, size_t bytes,
+                                   jaccl_reduce_fn fn, size_t esize)
+{
+    size_t off[MESH_MAX] = {0}, len[MESH_MAX];
+    for (int p = 0; p < c->size; p++) len[p] = bytes;
+    jaccl_result_t rc = mesh_exchange(c, s, off, len, bytes);
+    if (rc != JACCL_SUCCESS) return rc;
+    const char *own = s;
+    if (s == r && c->rank >= 2) {
+        /* In place, our input would be overwritten before its turn in the order. */
+        own = c->scratch + (size_t)(c->size - 1) * bytes;
+        memcpy((char *)own, s, bytes);
+    }
+    mesh_reduce_ordered(c, r, own, bytes, fn, esize);
+    return JACCL_SUCCESS;
+}
+
+static jaccl_result_t mesh_allgatherv(struct jaccl_algo_ctx *c, char *r, const size_t *off,
+                                      const size_t *len)
+{
+    struct jaccl_stream st[2 * MESH_MAX];
+    int ns = 0;
+    for (int k = 1; k < c->size; k++) {
+        int p = (c->rank + k) % c->size;
+        st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, p, r + off[c->rank], len[c->rank], NULL};
+        st[ns++] = (struct jaccl_stream){JACCL_XFER_RECV, p, r + off[p], len[p], NULL};
+    }
+    return jaccl_algo_run(c, st, ns, NULL, 0);
+}
+
+/*
+ * Direct reduce-scatter: rank p reduces chunk p.  It runs in rounds of
+ * seg_bytes so the data being reduced stays in cache and scratch stays small;
+ * every rank does as many rounds as the largest chunk (chunk 0) needs.
+ */
+static jaccl_result_t mesh_rsag(struct jaccl_algo_ctx *c, const char *s, char *r, size_t bytes,
+                                jaccl_reduce_fn fn, size_t esize)
+{
+    size_t coff[MESH_MAX], clen[MESH_MAX], soff[MESH_MAX], slen[MESH_MAX], seg = c->seg_bytes;
+    for (int p = 0; p < c->size; p++) jaccl_algo_part(bytes, c->size, p, 64, &coff[p], &clen[p]);
+    for (size_t at = 0; at < clen[0]; at += seg) {
+        for (int p = 0; p < c->size; p++) {
+            size_t a = at < clen[p] ? at : clen[p];
+            soff[p] = coff[p] + a;
+            slen[p] = clen[p] - a < seg ? clen[p] - a : seg;
+        }
+        size_t rl = slen[c->rank];
+        jaccl_result_t rc = mesh_exchange(c, s, soff, slen, rl);
+        if (rc != JACCL_SUCCESS) return rc;
+        const char *own = s + soff[c->rank];
+        if (s == r && c->rank >= 2 && rl) {
+            own = c->scratch + (size_t)(c->size - 1) * rl;
+            memcpy((char *)own, s + soff[c->rank], rl);
+        }
+        if (rl) mesh_reduce_ordered(c, r + soff[c->rank], own, rl, fn, esize);
+    }
+    return mesh_allgatherv(c, r, coff, clen);
+}
+
+static jaccl_result_t mesh_allreduce(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                                     size_t count, jaccl_dtype_t dtype, jaccl_op_t op)
+{
+    size_t esize = jaccl_dtype_size(dtype), bytes = count * esize;
+    jaccl_reduce_fn fn = jaccl_reduce_get(dtype, op);
+    if (c->size > MESH_MAX)
+        return jaccl_err_set(c->err, JACCL_ERR_UNSUPPORTED,
+                             "mesh supports at most %d ranks; "
+                             "use JACCL_ALGO=ring",
+                             MESH_MAX);
+    if (bytes <= c->oneshot_bytes) return mesh_oneshot(c, sendbuf, recvbuf, bytes, fn, esize);
+    return mesh_rsag(c, sendbuf, recvbuf, bytes, fn, esize);
+}
+
+static jaccl_result_t mesh_allgather(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                                     size_t bytes)
+{
+    size_t off[MESH_MAX], len[MESH_MAX];
+    char *r = recvbuf;
+    if (c->size > MESH_MAX)
+        return jaccl_err_set(c->err, JACCL_ERR_UNSUPPORTED,
+                             "mesh supports at most %d ranks; "
+                             "use JACCL_ALGO=ring",
+                             MESH_MAX);
+    for (int p = 0; p < c->size; p++) {
+        off[p] = (size_t)p * bytes;
+        len[p] = bytes;
+    }
+    if (r + off[c->rank] != (const char *)sendbuf) memcpy(r + off[c->rank], sendbuf, bytes);
+    return mesh_allgatherv(c, r, off, len);
+}
+
+static double mesh_cost(const struct jaccl_algo_ctx *c, enum jaccl_coll coll, size_t bytes)
+{
+    double n = c->size, a = c->tp->alpha_s, b = c->tp->beta_Bps, N = (double)bytes;
+    if (c->size > MESH_MAX) return 1e30;
+    if (coll == JACCL_COLL_ALLGATHER) return a + (n - 1) * N / b;
+    if (bytes <= c->oneshot_bytes) return a + (n - 1) * N / b + (n - 1) * N / c->gamma_Bps;
+    /* Each round waits for its slowest peer before reducing: count it as a latency. */
+    double rounds = N / n / (double)c->seg_bytes + 1;
+    return (2 + 2 * rounds) * a + 2 * (n - 1) / n * N / b + (n - 1) / n * N / c->gamma_Bps;
+}
+
+const struct jaccl_algo_ops jaccl_mesh_ops = {
+    .name = "mesh",
+    .allreduce = mesh_allreduce,
+    .allgather = mesh_allgather,
+    .cost = mesh_cost,
+};

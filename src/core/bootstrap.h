@@ -1,0 +1,31 @@
+/*
+ * Bootstrap: a star of TCP connections through the coordinator (rank 0),
+ * used to agree on a job id and to exchange small records at init.
+ */
+#ifndef JACCL_CORE_BOOTSTRAP_H
+#define JACCL_CORE_BOOTSTRAP_H
+
+#include "core/env.h"
+
+#include <sys/socket.h>
+
+struct jaccl_bootstrap {
+    int rank, size;
+    int fd;   /* non-root: to the coordinator */
+    int *fds; /* root: from each rank (fds[0] unused) */
+    uint64_t job_id;
+    struct sockaddr_storage local; /* our address as seen on the coordinator's network */
+    socklen_t local_len;
+    struct jaccl_err *err;
+};
+
+jaccl_result_t jaccl_bootstrap_init(struct jaccl_bootstrap *bs, const struct jaccl_env *env,
+                                    int64_t deadline_ns, struct jaccl_err *e);
+
+/* all[r * len ...] = rank r's mine[len]; every rank passes the same len. */
+jaccl_result_t jaccl_bootstrap_allgather(struct jaccl_bootstrap *bs, const void *mine, size_t len,
+                                         void *all, int64_t deadline_ns);
+
+void jaccl_bootstrap_close(struct jaccl_bootstrap *bs);
+
+#endif

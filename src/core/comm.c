@@ -1,0 +1,358 @@
+/* The public API: communicator lifetime, argument checks, dispatch to algorithms. */
+#include "core/comm.h"
+#include "util/log.h"
+#include "util/time.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SEG_BYTES     (128u << 10)
+#define ONESHOT_BYTES (32u << 10)
+
+/* Why the last jaccl_comm_init_env on this thread failed. */
+static _Thread_local char init_error[JACCL_ERR_LEN];
+
+static const size_t dtype_sizes[JACCL_DTYPE_COUNT] = {
+    [JACCL_INT8] = 1,    [JACCL_UINT8] = 1,   [JACCL_INT32] = 4,   [JACCL_UINT32] = 4,
+    [JACCL_INT64] = 8,   [JACCL_UINT64] = 8,  [JACCL_FLOAT16] = 2, [JACCL_BFLOAT16] = 2,
+    [JACCL_FLOAT32] = 4, [JACCL_FLOAT64] = 8,
+};
+
+JACCL_API size_t jaccl_dtype_size(jaccl_dtype_t dtype)
+{
+    return (unsigned)dtype < JACCL_DTYPE_COUNT ? dtype_sizes[dtype] : 0;
+}
+
+/* Same machine, same kernel instance and same network namespace. */
+static uint64_t host_identity(void)
+{
+    char buf[512] = {0};
+    size_t n = 0;
+    gethostname(buf, 200);
+    n = strlen(buf);
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        n += fread(buf + n, 1, 64, f);
+        fclose(f);
+    }
+    ssize_t l = readlink("/proc/self/ns/net", buf + n, sizeof(buf) - n - 1);
+    if (l > 0) n += (size_t)l;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)buf[i]) * 1099511628211ull;
+    return h;
+}
+
+/* More ranks on this host than cores: waits must yield the core while spinning. */
+static jaccl_result_t comm_check_hosts(struct jaccl_comm *c, int64_t deadline, int *oversub)
+{
+    uint64_t mine[2] = {host_identity(), (uint64_t)sysconf(_SC_NPROCESSORS_ONLN)}, *all;
+    all = malloc(sizeof(mine) * (size_t)c->size);
+    if (!all) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "out of memory");
+    jaccl_result_t rc = jaccl_bootstrap_allgather(&c->bs, mine, sizeof(mine), all, deadline);
+    int local = 0;
+    for (int r = 0; rc == JACCL_SUCCESS && r < c->size; r++) local += all[2 * r] == mine[0];
+    free(all);
+    *oversub = (uint64_t)local > mine[1];
+    if (*oversub)
+        log_info("%d ranks share this host's %d cores: waits will yield", local, (int)mine[1]);
+    return rc;
+}
+
+static jaccl_result_t comm_open_transport(struct jaccl_comm *c, struct jaccl_tp_params *p,
+                                          char *addr, size_t *len)
+{
+    int forced = strcmp(c->env.transport, "auto") != 0;
+    for (int i = 0; jaccl_transports[i]; i++) {
+        const struct jaccl_transport_ops *ops = jaccl_transports[i];
+        if (forced && strcmp(ops->name, c->env.transport) != 0) continue;
+        jaccl_result_t rc = ops->open(p, &c->tp, addr + 1, len);
+        if (rc == JACCL_ERR_UNSUPPORTED && !forced) {
+            log_info("transport %s: not available here (%s); trying the next", ops->name,
+                     c->err.msg);
+            continue;
+        }
+        if (rc != JACCL_SUCCESS) return rc;
+        c->tp->ops = ops;
+        addr[0] = (char)i;
+        log_info("transport %s chosen%s", ops->name, forced ? " (JACCL_TRANSPORT)" : "");
+        return JACCL_SUCCESS;
+    }
+    return jaccl_err_set(&c->err, JACCL_ERR_UNSUPPORTED, "no transport could be opened");
+}
+
+static jaccl_result_t comm_connect(struct jaccl_comm *c, int64_t deadline)
+{
+    int oversub = 0;
+    jaccl_result_t rc = comm_check_hosts(c, deadline, &oversub);
+    if (rc != JACCL_SUCCESS) return rc;
+    struct jaccl_tp_params p = {.rank = c->rank,
+                                .size = c->size,
+                                .job_id = c->bs.job_id,
+                                .deadline_ns = deadline,
+                                .local = c->bs.local,
+                                .local_len = c->bs.local_len,
+                                .links_per_peer = c->env.tcp_sockets,
+                                .spin_ns = c->env.spin_ns,
+                                .oversubscribed = oversub,
+                                .err = &c->err};
+    size_t rec = 1 + JACCL_TP_ADDR_MAX, len = 0;
+    char *all = calloc((size_t)c->size + 1, rec), *mine = all + (size_t)c->size * rec;
+    if (!all) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "out of memory");
+    rc = comm_open_transport(c, &p, mine, &len);
+    if (rc == JACCL_SUCCESS) rc = jaccl_bootstrap_allgather(&c->bs, mine, rec, all, deadline);
+    for (int r = 0; rc == JACCL_SUCCESS && r < c->size; r++)
+        if (all[(size_t)r * rec] != mine[0])
+            rc = jaccl_err_set(&c->err, JACCL_ERR_CONFIG,
+                               "rank %d chose transport %s but we "
+                               "chose %s; set the same JACCL_TRANSPORT everywhere",
+                               r, jaccl_transports[(int)all[(size_t)r * rec]]->name,
+                               c->tp->ops->name);
+    if (rc == JACCL_SUCCESS) {
+        for (int r = 0; r < c->size; r++) /* drop the transport index byte */
+            memmove(all + (size_t)r * JACCL_TP_ADDR_MAX, all + (size_t)r * rec + 1,
+                    JACCL_TP_ADDR_MAX);
+        rc = c->tp->ops->connect(c->tp, all, JACCL_TP_ADDR_MAX, deadline);
+    }
+    free(all);
+    return rc;
+}
+
+/* Scratch and transfer slots for the algorithms, allocated and touched once. */
+static jaccl_result_t comm_setup_algos(struct jaccl_comm *c)
+{
+    struct jaccl_algo_ctx *a = &c->actx;
+    *a = (struct jaccl_algo_ctx){.rank = c->rank,
+                                 .size = c->size,
+                                 .tp = c->tp,
+                                 .err = &c->err,
+                                 .seg_bytes = SEG_BYTES,
+                                 .oneshot_bytes = ONESHOT_BYTES,
+                                 .gamma_Bps = 8e9,
+                                 .ring_bidir = c->env.ring_bidir};
+    for (int p = 0; c->tp && p < c->size; p++)
+        if (p != c->rank && c->tp->ops->links(c->tp, p) > a->max_links)
+            a->max_links = c->tp->ops->links(c->tp, p);
+    size_t n = (size_t)c->size, need = jaccl_algo_run_scratch(a, 2);
+    if (n * a->oneshot_bytes > need) need = n * a->oneshot_bytes;
+    if (n * a->seg_bytes > need) need = n * a->seg_bytes;
+    a->xfers_cap = (int)(4 * n * (size_t)(a->max_links + 1)) + 8;
+    a->scratch = malloc(need);
+    a->xfers = calloc((size_t)a->xfers_cap, sizeof(*a->xfers));
+    if (!a->scratch || !a->xfers)
+        return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "cannot allocate %zu bytes of scratch",
+                             need);
+    memset(a->scratch, 0, need); /* fault the pages in now, not during the first call */
+    a->scratch_len = need;
+    return JACCL_SUCCESS;
+}
+
+static jaccl_result_t comm_init(struct jaccl_comm *c)
+{
+    jaccl_result_t rc = jaccl_env_parse(&c->env, &c->err);
+    if (rc != JACCL_SUCCESS) return rc;
+    c->rank = c->env.rank;
+    c->size = c->env.size;
+    c->err.rank = c->rank;
+    jaccl_log_set_rank(c->rank);
+    int64_t deadline = jaccl_now_ns() + (int64_t)(c->env.timeout_s * 1e9);
+    if (c->size > 1) {
+        rc = jaccl_bootstrap_init(&c->bs, &c->env, deadline, &c->err);
+        if (rc == JACCL_SUCCESS) rc = comm_connect(c, deadline);
+        if (rc != JACCL_SUCCESS) return rc;
+    } else {
+        log_info("a job of one rank (%s not set): collectives copy locally", "JACCL_RANK");
+    }
+    rc = comm_setup_algos(c);
+    if (rc == JACCL_SUCCESS && c->size > 1) jaccl_select_log_table(c);
+    return rc;
+}
+
+JACCL_API jaccl_result_t jaccl_comm_init_env(jaccl_comm_t *comm)
+{
+    jaccl_log_init();
+    init_error[0] = '\0';
+    if (!comm) {
+        snprintf(init_error, sizeof(init_error), "jaccl_comm_init_env: comm is NULL");
+        return JACCL_ERR_INVALID_ARGUMENT;
+    }
+    struct jaccl_comm *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(init_error, sizeof(init_error), "jaccl_comm_init_env: out of memory");
+        return JACCL_ERR_NOMEM;
+    }
+    c->err = (struct jaccl_err){.rank = -1, .call = "jaccl_comm_init_env"};
+    c->bs.fd = -1;
+    jaccl_result_t rc = comm_init(c);
+    if (rc != JACCL_SUCCESS) {
+        snprintf(init_error, sizeof(init_error), "%s", c->err.msg);
+        jaccl_comm_destroy(c);
+        return rc;
+    }
+    c->err.msg[0] = '\0';
+    *comm = c;
+    return JACCL_SUCCESS;
+}
+
+JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm)
+{
+    if (!comm) return JACCL_SUCCESS;
+    if (comm->tp) comm->tp->ops->close(comm->tp);
+    jaccl_bootstrap_close(&comm->bs);
+    free(comm->actx.scratch);
+    free(comm->actx.xfers);
+    free(comm);
+    return JACCL_SUCCESS;
+}
+
+JACCL_API int jaccl_comm_rank(jaccl_comm_t comm)
+{
+    return comm ? comm->rank : -1;
+}
+
+JACCL_API int jaccl_comm_size(jaccl_comm_t comm)
+{
+    return comm ? comm->size : -1;
+}
+
+JACCL_API const char *jaccl_last_error(jaccl_comm_t comm)
+{
+    return comm ? comm->err.msg : init_error;
+}
+
+/* Common entry of every call: name it, refuse a failed communicator, set the deadline. */
+static jaccl_result_t call_begin(struct jaccl_comm *c, const char *call)
+{
+    c->err.call = call;
+    c->err.msg[0] = '\0';
+    if (c->failed != JACCL_SUCCESS)
+        return jaccl_err_set(&c->err, c->failed,
+                             "the communicator failed earlier and cannot be "
+                             "used; destroy it (first error: %s)",
+                             c->failed_msg);
+    c->actx.deadline_ns = jaccl_now_ns() + (int64_t)(c->env.timeout_s * 1e9);
+    return JACCL_SUCCESS;
+}
+
+/* After a failed transfer the links are out of step: nothing more may run on them. */
+static jaccl_result_t call_end(struct jaccl_comm *c, jaccl_result_t rc)
+{
+    if (rc == JACCL_SUCCESS || rc == JACCL_ERR_INVALID_ARGUMENT || rc == JACCL_ERR_UNSUPPORTED)
+        return rc;
+    if (c->failed == JACCL_SUCCESS) {
+        c->failed = rc;
+        snprintf(c->failed_msg, sizeof(c->failed_msg), "%s", c->err.msg);
+    }
+    return rc;
+}
+
+static int overlaps(const void *a, size_t alen, const void *b, size_t blen)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return alen && blen && x < y + blen && y < x + alen;
+}
+
+static jaccl_result_t check_buffers(struct jaccl_comm *c, const void *s, const void *r,
+                                    size_t count, jaccl_dtype_t dtype, size_t *bytes)
+{
+    size_t es = jaccl_dtype_size(dtype);
+    if (es == 0)
+        return jaccl_err_set(&c->err, JACCL_ERR_INVALID_ARGUMENT,
+                             "dtype %d is not a "
+                             "jaccl_dtype_t",
+                             (int)dtype);
+    if (count > SIZE_MAX / es / (size_t)c->size)
+        return jaccl_err_set(&c->err, JACCL_ERR_INVALID_ARGUMENT, "count %zu is too large", count);
+    if (count > 0 && (!s || !r))
+        return jaccl_err_set(&c->err, JACCL_ERR_INVALID_ARGUMENT, "%s is NULL with count %zu",
+                             !s ? "sendbuf" : "recvbuf", count);
+    *bytes = count * es;
+    return JACCL_SUCCESS;
+}
+
+JACCL_API jaccl_result_t jaccl_allreduce(const void *sendbuf, void *recvbuf, size_t count,
+                                         jaccl_dtype_t dtype, jaccl_op_t op, jaccl_comm_t comm)
+{
+    size_t bytes;
+    if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    jaccl_result_t rc = call_begin(comm, "jaccl_allreduce");
+    if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, count, dtype, &bytes);
+    if (rc != JACCL_SUCCESS) return rc;
+    if ((unsigned)op >= JACCL_OP_COUNT)
+        return jaccl_err_set(&comm->err, JACCL_ERR_INVALID_ARGUMENT,
+                             "op %d is not a "
+                             "jaccl_op_t",
+                             (int)op);
+    if (sendbuf != recvbuf && overlaps(sendbuf, bytes, recvbuf, bytes))
+        return jaccl_err_set(&comm->err, JACCL_ERR_INVALID_ARGUMENT,
+                             "sendbuf and recvbuf "
+                             "overlap without being equal (in place means sendbuf == recvbuf)");
+    if (count == 0) return JACCL_SUCCESS;
+    if (comm->size == 1) {
+        if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
+        return JACCL_SUCCESS;
+    }
+    const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_ALLREDUCE, bytes);
+    rc =
+        a->allreduce(&comm->actx, sendbuf, recvbuf, count, dtype, op == JACCL_AVG ? JACCL_SUM : op);
+    if (rc == JACCL_SUCCESS && op == JACCL_AVG)
+        jaccl_reduce_scale(recvbuf, count, dtype, comm->size);
+    return call_end(comm, rc);
+}
+
+JACCL_API jaccl_result_t jaccl_allgather(const void *sendbuf, void *recvbuf, size_t sendcount,
+                                         jaccl_dtype_t dtype, jaccl_comm_t comm)
+{
+    size_t bytes;
+    if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    jaccl_result_t rc = call_begin(comm, "jaccl_allgather");
+    if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, sendcount, dtype, &bytes);
+    if (rc != JACCL_SUCCESS) return rc;
+    const char *own = (const char *)recvbuf + (size_t)comm->rank * bytes;
+    if (sendbuf != own && overlaps(sendbuf, bytes, recvbuf, bytes * (size_t)comm->size))
+        return jaccl_err_set(&comm->err, JACCL_ERR_INVALID_ARGUMENT,
+                             "sendbuf overlaps recvbuf "
+                             "but is not this rank's block (in place means sendbuf == recvbuf + "
+                             "rank * sendcount * elemsize)");
+    if (sendcount == 0) return JACCL_SUCCESS;
+    if (comm->size == 1) {
+        if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
+        return JACCL_SUCCESS;
+    }
+    const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_ALLGATHER, bytes);
+    return call_end(comm, a->allgather(&comm->actx, sendbuf, recvbuf, bytes));
+}
+
+static jaccl_result_t point_to_point(struct jaccl_comm *comm, const char *call, int dir, void *buf,
+                                     size_t count, jaccl_dtype_t dtype, int peer)
+{
+    size_t bytes;
+    jaccl_result_t rc = call_begin(comm, call);
+    if (rc == JACCL_SUCCESS) rc = check_buffers(comm, buf, buf, count, dtype, &bytes);
+    if (rc != JACCL_SUCCESS) return rc;
+    if (peer < 0 || peer >= comm->size || peer == comm->rank)
+        return jaccl_err_set(&comm->err, JACCL_ERR_INVALID_ARGUMENT,
+                             "peer %d is %s (ranks are "
+                             "0..%d)",
+                             peer, peer == comm->rank ? "this rank" : "out of range",
+                             comm->size - 1);
+    if (count == 0) return JACCL_SUCCESS;
+    struct jaccl_stream st = {dir, peer, buf, bytes, NULL};
+    return call_end(comm, jaccl_algo_run(&comm->actx, &st, 1, NULL, 0));
+}
+
+JACCL_API jaccl_result_t jaccl_send(const void *buf, size_t count, jaccl_dtype_t dtype, int peer,
+                                    jaccl_comm_t comm)
+{
+    if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    return point_to_point(comm, "jaccl_send", JACCL_XFER_SEND, (void *)buf, count, dtype, peer);
+}
+
+JACCL_API jaccl_result_t jaccl_recv(void *buf, size_t count, jaccl_dtype_t dtype, int peer,
+                                    jaccl_comm_t comm)
+{
+    if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    return point_to_point(comm, "jaccl_recv", JACCL_XFER_RECV, buf, count, dtype, peer);
+}

@@ -1,0 +1,26 @@
+/* The communicator: configuration, bootstrap, one transport, algorithms, selector. */
+#ifndef JACCL_CORE_COMM_H
+#define JACCL_CORE_COMM_H
+
+#include "algo/algo.h"
+#include "core/bootstrap.h"
+#include "core/env.h"
+
+struct jaccl_comm {
+    int rank, size;
+    struct jaccl_err err;
+    jaccl_result_t failed; /* set after a transport error: links may be out of step */
+    char failed_msg[JACCL_ERR_LEN];
+    struct jaccl_env env;
+    struct jaccl_bootstrap bs;
+    struct jaccl_tp *tp;
+    struct jaccl_algo_ctx actx;
+};
+
+/* The algorithm for coll on a message of bytes: forced by JACCL_ALGO, else cheapest. */
+const struct jaccl_algo_ops *jaccl_select(const struct jaccl_comm *comm, enum jaccl_coll coll,
+                                          size_t bytes);
+/* Log the selector's choices for a range of sizes (at info level). */
+void jaccl_select_log_table(const struct jaccl_comm *comm);
+
+#endif

@@ -1,0 +1,33 @@
+/* Configuration read from the environment (JACCL's and MLX's names, MPI/Slurm fallbacks). */
+#ifndef JACCL_CORE_ENV_H
+#define JACCL_CORE_ENV_H
+
+#include "algo/algo.h"
+#include "util/err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct jaccl_env {
+    int rank, size;
+    const char *rank_var, *size_var; /* where they came from, for messages */
+    char coord_host[256];
+    char coord_port[16];
+    char transport[16];                                  /* "auto" or a transport name */
+    const struct jaccl_algo_ops *algo[JACCL_COLL_COUNT]; /* NULL: the selector picks */
+    double timeout_s;
+    int tcp_sockets;
+    int64_t spin_ns;
+    int ring_bidir;
+};
+
+/* Fill env from getenv(); on failure the message names the variable and what to do. */
+jaccl_result_t jaccl_env_parse(struct jaccl_env *env, struct jaccl_err *e);
+
+/* Parse a JACCL_ALGO value ("ring", "allreduce:ring,allgather:mesh", "auto") into algo[]. */
+jaccl_result_t jaccl_env_parse_algo(const char *s, const struct jaccl_algo_ops **algo,
+                                    struct jaccl_err *e);
+
+extern const char *const jaccl_coll_names[JACCL_COLL_COUNT];
+
+#endif

@@ -1,0 +1,18 @@
+#include "transport/transport.h"
+
+#include <string.h>
+
+extern const struct jaccl_transport_ops jaccl_tcp_ops;
+
+/* Priority order: faster transports first; TCP works everywhere so it is last. */
+const struct jaccl_transport_ops *const jaccl_transports[] = {
+    &jaccl_tcp_ops,
+    NULL,
+};
+
+const struct jaccl_transport_ops *jaccl_transport_find(const char *name)
+{
+    for (int i = 0; jaccl_transports[i]; i++)
+        if (strcmp(jaccl_transports[i]->name, name) == 0) return jaccl_transports[i];
+    return NULL;
+}

@@ -1,0 +1,83 @@
+/*
+ * The transport interface: point-to-point byte streams ("links") between
+ * ranks.  A transport knows nothing of collectives; it moves the bytes of
+ * posted transfers and reports who failed.
+ */
+#ifndef JACCL_TRANSPORT_H
+#define JACCL_TRANSPORT_H
+
+#include "util/err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum { JACCL_XFER_SEND = 0, JACCL_XFER_RECV = 1 };
+
+/*
+ * One posted transfer.  Transfers on the same (peer, link, dir) are carried
+ * in array order, and the two sides must post matching lengths in the same
+ * order: a link is a pair of FIFO byte streams.
+ */
+struct jaccl_xfer {
+    void *buf;
+    size_t len;
+    size_t done; /* bytes moved so far; the transfer is complete at len */
+    int peer;
+    int link;
+    int dir;
+};
+
+/* What the core gives a transport when it opens. */
+struct jaccl_tp_params {
+    int rank, size;
+    uint64_t job_id;
+    int64_t deadline_ns;           /* for opening and connecting */
+    struct sockaddr_storage local; /* address that reached the coordinator: listen here */
+    socklen_t local_len;
+    int links_per_peer; /* requested, e.g. JACCL_TCP_SOCKETS */
+    int64_t spin_ns;    /* how long waits spin before blocking */
+    int oversubscribed; /* more local ranks than cores: yield while spinning */
+    struct jaccl_err *err;
+};
+
+/* Base of every transport instance; the transport's own state follows it. */
+struct jaccl_tp {
+    const struct jaccl_transport_ops *ops;
+    int rank, size;
+    struct jaccl_err *err;
+    double alpha_s;  /* per-message latency, for the selector */
+    double beta_Bps; /* per-link bandwidth, for the selector */
+};
+
+#define JACCL_TP_ADDR_MAX 256
+#define JACCL_MAX_LINKS   16
+
+struct jaccl_transport_ops {
+    const char *name;
+    /*
+     * Prepare to connect: open devices or listeners and write this rank's
+     * address (at most JACCL_TP_ADDR_MAX bytes) for the others.
+     * JACCL_ERR_UNSUPPORTED means "no device here": the next transport is tried.
+     */
+    jaccl_result_t (*open)(const struct jaccl_tp_params *p, struct jaccl_tp **tp, void *addr,
+                           size_t *addr_len);
+    /* Build the links to every peer from everyone's addresses (size x addr_len bytes). */
+    jaccl_result_t (*connect)(struct jaccl_tp *tp, const void *addrs, size_t addr_len,
+                              int64_t deadline_ns);
+    /* Number of links to peer (>= 1). */
+    int (*links)(struct jaccl_tp *tp, int peer);
+    /*
+     * Move bytes of x[0..n).  Returns once every transfer is complete, or, when
+     * any is set, once some progress was made.  Errors name the peer and link.
+     */
+    jaccl_result_t (*progress)(struct jaccl_tp *tp, struct jaccl_xfer *x, int n, int any,
+                               int64_t deadline_ns);
+    void (*close)(struct jaccl_tp *tp);
+};
+
+/* Registry, in priority order; NULL-terminated. */
+extern const struct jaccl_transport_ops *const jaccl_transports[];
+const struct jaccl_transport_ops *jaccl_transport_find(const char *name);
+
+#endif
