@@ -68,7 +68,7 @@ static jaccl_result_t comm_open_transport(struct jaccl_comm *c, struct jaccl_tp_
     for (int i = 0; jaccl_transports[i]; i++) {
         const struct jaccl_transport_ops *ops = jaccl_transports[i];
         if (forced && strcmp(ops->name, c->env.transport) != 0) continue;
-        jaccl_result_t rc = ops->open(p, &c->tp, addr + 1, len);
+        jaccl_result_t rc = ops->open(p, &c->tp, addr, len);
         if (rc == JACCL_ERR_UNSUPPORTED && !forced) {
             log_info("transport %s: not available here (%s); trying the next", ops->name,
                      c->err.msg);
@@ -76,7 +76,7 @@ static jaccl_result_t comm_open_transport(struct jaccl_comm *c, struct jaccl_tp_
         }
         if (rc != JACCL_SUCCESS) return rc;
         c->tp->ops = ops;
-        addr[0] = (char)i;
+        addr[JACCL_TP_ADDR_MAX] = (char)i;
         log_info("transport %s chosen%s", ops->name, forced ? " (JACCL_TRANSPORT)" : "");
         return JACCL_SUCCESS;
     }
@@ -98,24 +98,21 @@ static jaccl_result_t comm_connect(struct jaccl_comm *c, int64_t deadline)
                                 .spin_ns = c->env.spin_ns,
                                 .oversubscribed = oversub,
                                 .err = &c->err};
-    size_t rec = 1 + JACCL_TP_ADDR_MAX, len = 0;
+    /* Each record: the transport's address, then the index of the transport chosen. */
+    size_t rec = JACCL_TP_ADDR_MAX + 8, len = 0;
     char *all = calloc((size_t)c->size + 1, rec), *mine = all + (size_t)c->size * rec;
     if (!all) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "out of memory");
     rc = comm_open_transport(c, &p, mine, &len);
     if (rc == JACCL_SUCCESS) rc = jaccl_bootstrap_allgather(&c->bs, mine, rec, all, deadline);
-    for (int r = 0; rc == JACCL_SUCCESS && r < c->size; r++)
-        if (all[(size_t)r * rec] != mine[0])
+    for (int r = 0; rc == JACCL_SUCCESS && r < c->size; r++) {
+        int theirs = all[(size_t)r * rec + JACCL_TP_ADDR_MAX];
+        if (theirs != mine[JACCL_TP_ADDR_MAX])
             rc = jaccl_err_set(&c->err, JACCL_ERR_CONFIG,
                                "rank %d chose transport %s but we "
                                "chose %s; set the same JACCL_TRANSPORT everywhere",
-                               r, jaccl_transports[(int)all[(size_t)r * rec]]->name,
-                               c->tp->ops->name);
-    if (rc == JACCL_SUCCESS) {
-        for (int r = 0; r < c->size; r++) /* drop the transport index byte */
-            memmove(all + (size_t)r * JACCL_TP_ADDR_MAX, all + (size_t)r * rec + 1,
-                    JACCL_TP_ADDR_MAX);
-        rc = c->tp->ops->connect(c->tp, all, JACCL_TP_ADDR_MAX, deadline);
+                               r, jaccl_transports[theirs]->name, c->tp->ops->name);
     }
+    if (rc == JACCL_SUCCESS) rc = c->tp->ops->connect(c->tp, all, rec, deadline);
     free(all);
     return rc;
 }

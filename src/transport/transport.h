@@ -62,8 +62,8 @@ struct jaccl_transport_ops {
      */
     jaccl_result_t (*open)(const struct jaccl_tp_params *p, struct jaccl_tp **tp, void *addr,
                            size_t *addr_len);
-    /* Build the links to every peer from everyone's addresses (size x addr_len bytes). */
-    jaccl_result_t (*connect)(struct jaccl_tp *tp, const void *addrs, size_t addr_len,
+    /* Build the links to every peer; rank r's address is at addrs + r * stride. */
+    jaccl_result_t (*connect)(struct jaccl_tp *tp, const void *addrs, size_t stride,
                               int64_t deadline_ns);
     /* Number of links to peer (>= 1). */
     int (*links)(struct jaccl_tp *tp, int peer);

@@ -165,12 +165,12 @@ static jaccl_result_t tcp_accept_higher(struct tcp_tp *t, int64_t deadline_ns)
     return JACCL_SUCCESS;
 }
 
-static jaccl_result_t tcp_connect(struct jaccl_tp *tp, const void *addrs, size_t addr_len,
+static jaccl_result_t tcp_connect(struct jaccl_tp *tp, const void *addrs, size_t stride,
                                   int64_t deadline_ns)
 {
     struct tcp_tp *t = (struct tcp_tp *)tp;
     for (int p = 0; p < tp->size; p++)
-        memcpy(&t->addrs[p], (const char *)addrs + (size_t)p * addr_len, sizeof(t->addrs[p]));
+        memcpy(&t->addrs[p], (const char *)addrs + (size_t)p * stride, sizeof(t->addrs[p]));
     /* Connects complete in the peer's backlog, so connecting first cannot deadlock. */
     for (int p = 0; p < tp->rank; p++) {
         jaccl_result_t rc = tcp_connect_lower(t, p, deadline_ns);
