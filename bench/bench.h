@@ -1,0 +1,83 @@
+/*
+ * jaccl-bench internals: option parsing (opts.c), verifiable data patterns
+ * (data.c), output formatting (report.c) and the driver (bench.c).
+ */
+#ifndef JACCL_BENCH_H
+#define JACCL_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "jaccl.h"
+
+typedef enum { COLL_ALLREDUCE, COLL_ALLGATHER, COLL_SENDRECV } bench_coll_t;
+
+typedef struct {
+    bench_coll_t coll;
+    size_t minbytes;
+    size_t maxbytes;
+    double stepfactor;
+    int iters;
+    int warmup;
+    int check;
+    jaccl_dtype_t dtype;
+    jaccl_op_t op;
+    const char *json_path; /* NULL: no JSON output */
+} bench_opts_t;
+
+enum { OPTS_OK = 0, OPTS_HELP = 1, OPTS_ERROR = 2 };
+
+/* Parses argv into *o; prints help or a diagnostic itself.  Returns OPTS_*. */
+int opts_parse(int argc, char **argv, bench_opts_t *o);
+const char *opts_coll_name(bench_coll_t coll);
+const char *opts_dtype_name(jaccl_dtype_t dtype);
+/* The op as printed: "none" for collectives that do not reduce. */
+const char *opts_op_name(const bench_opts_t *o);
+
+/* What the check phase fills in and expects; see data.c for the choice. */
+typedef struct {
+    bench_coll_t coll;
+    jaccl_dtype_t dtype;
+    jaccl_op_t op;
+    int nranks;
+    size_t modulus; /* values are (7 * rank + i) % modulus ... */
+    size_t period;  /* ... or, for PROD, 2 where (i + rank) % period == 0, else 1 */
+    double tol;     /* relative tolerance; nonzero only for floating-point AVG */
+} bench_pattern_t;
+
+void data_pattern_init(bench_pattern_t *p, bench_coll_t coll, jaccl_dtype_t dtype, jaccl_op_t op,
+                       int nranks);
+/* buf[i] = rank's input value at index i, for i < count. */
+void data_fill(const bench_pattern_t *p, void *buf, size_t count, int rank);
+/* Mismatches of buf against the reduction over all ranks; label names them on stderr. */
+uint64_t data_check_reduce(const bench_pattern_t *p, const void *buf, size_t count,
+                           const char *label);
+/* Mismatches of buf against rank's input values. */
+uint64_t data_check_input(const bench_pattern_t *p, const void *buf, size_t count, int rank,
+                          const char *label);
+
+/* One table row; mode 0 is out-of-place, mode 1 in-place. */
+typedef struct {
+    size_t bytes;
+    size_t elems;
+    int modes; /* 1 when in-place is not measured (sendrecv) */
+    double time_us[2];
+    double algbw[2];
+    double busbw[2];
+    uint64_t wrong[2];
+} bench_row_t;
+
+typedef struct {
+    int pid;
+    char host[60];
+} bench_host_t;
+
+void report_header(FILE *f, const bench_opts_t *o, int nranks, const bench_host_t *hosts);
+void report_row(FILE *f, const bench_opts_t *o, const bench_row_t *row);
+void report_footer(FILE *f, const bench_opts_t *o, uint64_t wrong, double avg_busbw);
+/* Returns 0, or -1 if writing failed (errno set). */
+int report_json(FILE *f, const bench_opts_t *o, int nranks, const bench_row_t *rows, size_t nrows,
+                uint64_t wrong, double avg_busbw);
+
+#endif /* JACCL_BENCH_H */

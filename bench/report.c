@@ -1,0 +1,121 @@
+/* Output of jaccl-bench: the nccl-tests table on stdout and the optional JSON file. */
+#include "bench.h"
+
+#include <errno.h>
+
+void report_header(FILE *f, const bench_opts_t *o, int nranks, const bench_host_t *hosts)
+{
+    fprintf(f, "# jaccl-bench %s: nranks %d dtype %s op %s\n", opts_coll_name(o->coll), nranks,
+            opts_dtype_name(o->dtype), opts_op_name(o));
+    fprintf(f,
+            "# minBytes %zu maxBytes %zu step: %g(factor) warmup iters: %d iters: %d "
+            "validation: %d\n",
+            o->minbytes, o->maxbytes, o->stepfactor, o->warmup, o->iters, o->check);
+    fprintf(f, "#\n# Using ranks\n");
+    for (int r = 0; r < nranks; r++)
+        fprintf(f, "#  Rank %2d Pid %6d on %10s\n", r, hosts[r].pid, hosts[r].host);
+    fprintf(f, "#\n");
+    /* Column layout copied from nccl-tests so existing parsers keep working. */
+    fprintf(f,
+            "# %10s  %12s  %8s  %6s  %6s           out-of-place                       in-place\n",
+            "", "", "", "", "");
+    fprintf(f, "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s %6s  %7s  %6s  %6s %6s\n", "size",
+            "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "time", "algbw",
+            "busbw", "#wrong");
+    fprintf(f, "# %10s  %12s  %8s  %6s  %6s  %7s  %6s  %6s  %5s  %7s  %6s  %6s  %5s\n", "(B)",
+            "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)", "(GB/s)",
+            "");
+}
+
+/* Fewer decimals for longer times keep the column 7 wide, as nccl-tests. */
+static void format_time(char *buf, size_t len, double us)
+{
+    int decimals = us >= 10000.0 ? 0 : us >= 100.0 ? 1 : 2;
+    snprintf(buf, len, "%7.*f", decimals, us);
+}
+
+static void report_mode(FILE *f, const bench_opts_t *o, const bench_row_t *row, int mode)
+{
+    char time[32], wrong[32] = "N/A";
+    if (mode >= row->modes) {
+        fprintf(f, "  %7s  %6s  %6s  %5s", "N/A", "N/A", "N/A", "N/A");
+        return;
+    }
+    format_time(time, sizeof time, row->time_us[mode]);
+    if (o->check) snprintf(wrong, sizeof wrong, "%llu", (unsigned long long)row->wrong[mode]);
+    fprintf(f, "  %7s  %6.2f  %6.2f  %5s", time, row->algbw[mode], row->busbw[mode], wrong);
+}
+
+void report_row(FILE *f, const bench_opts_t *o, const bench_row_t *row)
+{
+    fprintf(f, "%12zu  %12zu  %8s  %6s  %6i", row->bytes, row->elems, opts_dtype_name(o->dtype),
+            opts_op_name(o), -1);
+    report_mode(f, o, row, 0);
+    report_mode(f, o, row, 1);
+    fprintf(f, "\n");
+    fflush(f);
+}
+
+void report_footer(FILE *f, const bench_opts_t *o, uint64_t wrong, double avg_busbw)
+{
+    if (o->check)
+        fprintf(f, "# Out of bounds values : %llu %s\n", (unsigned long long)wrong,
+                wrong ? "FAILED" : "OK");
+    else
+        fprintf(f, "# Out of bounds values : N/A (-c 0)\n");
+    fprintf(f, "# Avg bus bandwidth    : %g\n#\n", avg_busbw);
+    fflush(f);
+}
+
+static void json_mode(FILE *f, const bench_opts_t *o, const bench_row_t *row, int mode)
+{
+    if (mode >= row->modes) {
+        fprintf(f, "null");
+        return;
+    }
+    fprintf(f, "{\"time_us\": %.6g, \"algbw_gbps\": %.6g, \"busbw_gbps\": %.6g, \"wrong\": ",
+            row->time_us[mode], row->algbw[mode], row->busbw[mode]);
+    if (o->check)
+        fprintf(f, "%llu}", (unsigned long long)row->wrong[mode]);
+    else
+        fprintf(f, "null}");
+}
+
+static void json_row(FILE *f, const bench_opts_t *o, const bench_row_t *row)
+{
+    fprintf(f,
+            "    {\"size\": %zu, \"count\": %zu, \"type\": \"%s\", \"redop\": \"%s\", "
+            "\"root\": -1,\n     \"out_of_place\": ",
+            row->bytes, row->elems, opts_dtype_name(o->dtype), opts_op_name(o));
+    json_mode(f, o, row, 0);
+    fprintf(f, ",\n     \"in_place\": ");
+    json_mode(f, o, row, 1);
+    fprintf(f, "}");
+}
+
+int report_json(FILE *f, const bench_opts_t *o, int nranks, const bench_row_t *rows, size_t nrows,
+                uint64_t wrong, double avg_busbw)
+{
+    fprintf(f,
+            "{\n  \"collective\": \"%s\", \"nranks\": %d, \"dtype\": \"%s\", \"op\": \"%s\",\n"
+            "  \"minbytes\": %zu, \"maxbytes\": %zu, \"stepfactor\": %.6g, \"iters\": %d, "
+            "\"warmup_iters\": %d, \"check\": %d,\n  \"rows\": [",
+            opts_coll_name(o->coll), nranks, opts_dtype_name(o->dtype), opts_op_name(o),
+            o->minbytes, o->maxbytes, o->stepfactor, o->iters, o->warmup, o->check);
+    for (size_t i = 0; i < nrows; i++) {
+        fprintf(f, "%s\n", i ? "," : "");
+        json_row(f, o, &rows[i]);
+    }
+    fprintf(f, "\n  ],\n  \"wrong\": ");
+    if (o->check)
+        fprintf(f, "%llu", (unsigned long long)wrong);
+    else
+        fprintf(f, "null");
+    fprintf(f, ",\n  \"avg_busbw_gbps\": %.6g\n}\n", avg_busbw);
+    /* fflush/ferror catch a full disk before the caller reports success. */
+    if (fflush(f) != 0 || ferror(f)) {
+        if (errno == 0) errno = EIO;
+        return -1;
+    }
+    return 0;
+}
