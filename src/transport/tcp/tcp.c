@@ -212,8 +212,8 @@ static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int *move
                                  "%s closed its connection (link %d) with %zu of %zu bytes "
                                  "received; it exited or failed: see its own error",
                                  name, x->link, x->done, x->len);
-        return jaccl_err_set(t->base.err, JACCL_ERR_REMOTE, "%s to %s failed (link %d): %s",
-                             x->dir == JACCL_XFER_SEND ? "send" : "recv", name, x->link,
+        return jaccl_err_set(t->base.err, JACCL_ERR_REMOTE, "%s %s failed (link %d): %s",
+                             x->dir == JACCL_XFER_SEND ? "send to" : "recv from", name, x->link,
                              strerror(errno));
     }
     return JACCL_SUCCESS;
