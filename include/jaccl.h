@@ -50,6 +50,10 @@ typedef enum {
     JACCL_BFLOAT16,
     JACCL_FLOAT32,
     JACCL_FLOAT64,
+    JACCL_BOOL, /* one byte, 0 or not; SUM/MAX are OR, PROD/MIN are AND; no AVG */
+    JACCL_INT16,
+    JACCL_UINT16,
+    JACCL_COMPLEX64, /* two float32 (real, imaginary); SUM, PROD, AVG only */
     JACCL_DTYPE_COUNT
 } jaccl_dtype_t;
 
@@ -121,6 +125,44 @@ JACCL_API jaccl_result_t jaccl_send(const void *buf, size_t count, jaccl_dtype_t
 /* Receive count elements from peer into buf.  Errors: as jaccl_send. */
 JACCL_API jaccl_result_t jaccl_recv(void *buf, size_t count, jaccl_dtype_t dtype, int peer,
                                     jaccl_comm_t comm);
+
+/*
+ * recvbuf (recvcount elements) = this rank's block of the reduction of every
+ * rank's sendbuf (size * recvcount elements, block r for rank r).  In place
+ * when recvbuf == sendbuf + rank * recvcount * elemsize.  Every op is allowed.
+ * Errors: as jaccl_allreduce.
+ */
+JACCL_API jaccl_result_t jaccl_reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                              jaccl_dtype_t dtype, jaccl_op_t op,
+                                              jaccl_comm_t comm);
+
+/*
+ * recvbuf = root's sendbuf on every rank.  sendbuf is read on the root only
+ * (it may be NULL elsewhere); in place when sendbuf == recvbuf on the root.
+ * Errors: as jaccl_allreduce, and root out of range.
+ */
+JACCL_API jaccl_result_t jaccl_broadcast(const void *sendbuf, void *recvbuf, size_t count,
+                                         jaccl_dtype_t dtype, int root, jaccl_comm_t comm);
+
+/*
+ * The root's recvbuf = op over every rank's sendbuf.  recvbuf is written on
+ * the root only (it may be NULL elsewhere); in place when sendbuf == recvbuf
+ * on the root.  Errors: as jaccl_broadcast.
+ */
+JACCL_API jaccl_result_t jaccl_reduce(const void *sendbuf, void *recvbuf, size_t count,
+                                      jaccl_dtype_t dtype, jaccl_op_t op, int root,
+                                      jaccl_comm_t comm);
+
+/* Returns once every rank has called it.  Errors: JACCL_ERR_REMOTE, JACCL_ERR_TIMEOUT. */
+JACCL_API jaccl_result_t jaccl_barrier(jaccl_comm_t comm);
+
+/*
+ * Block p of recvbuf = block (this rank) of rank p's sendbuf; blocks of count
+ * elements, size blocks each side.  In place when sendbuf == recvbuf (costs a
+ * copy of the buffer); otherwise they must not overlap.  Errors: as jaccl_allreduce.
+ */
+JACCL_API jaccl_result_t jaccl_alltoall(const void *sendbuf, void *recvbuf, size_t count,
+                                        jaccl_dtype_t dtype, jaccl_comm_t comm);
 
 /* Size in bytes of one element of dtype, or 0 for an unknown dtype. */
 JACCL_API size_t jaccl_dtype_size(jaccl_dtype_t dtype);

@@ -8,7 +8,15 @@
 #include "transport/transport.h"
 #include "util/reduce.h"
 
-enum jaccl_coll { JACCL_COLL_ALLREDUCE, JACCL_COLL_ALLGATHER, JACCL_COLL_COUNT };
+enum jaccl_coll {
+    JACCL_COLL_ALLREDUCE,
+    JACCL_COLL_ALLGATHER,
+    JACCL_COLL_REDUCE_SCATTER,
+    JACCL_COLL_BROADCAST,
+    JACCL_COLL_REDUCE,
+    JACCL_COLL_ALLTOALL,
+    JACCL_COLL_COUNT
+};
 
 /* What an algorithm works with; owned by the communicator, reused by every call. */
 struct jaccl_algo_ctx {
@@ -22,6 +30,8 @@ struct jaccl_algo_ctx {
     size_t scratch_len;
     struct jaccl_xfer *xfers;
     int xfers_cap;
+    char *work; /* for algorithms that need a copy; grown on demand, never shrunk */
+    size_t work_len;
     double gamma_Bps; /* reduction speed, for the cost model */
     int max_links;    /* most links to any peer */
     int ring_bidir;   /* ring: send halves both ways round */
@@ -35,7 +45,23 @@ struct jaccl_algo_ops {
     /* recvbuf[r * bytes ...] = rank r's block; in place when sendbuf is our own block. */
     jaccl_result_t (*allgather)(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
                                 size_t bytes);
-    /* Modelled seconds for coll on a message of bytes (the whole vector; per rank for gather). */
+    /* recvbuf = our block (bytes) of the reduction of every rank's sendbuf (size blocks). */
+    jaccl_result_t (*reduce_scatter)(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                                     size_t count, jaccl_dtype_t dtype, jaccl_op_t op);
+    /* recvbuf = root's sendbuf on every rank; root copies if they differ. */
+    jaccl_result_t (*broadcast)(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                                size_t bytes, int root);
+    /* root's recvbuf = reduction of every rank's sendbuf; others' recvbuf is unused. */
+    jaccl_result_t (*reduce)(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                             size_t count, jaccl_dtype_t dtype, jaccl_op_t op, int root);
+    /* recvbuf block p = rank p's sendbuf block (our rank); blocks of bytes; sendbuf != recvbuf. */
+    jaccl_result_t (*alltoall)(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                               size_t bytes);
+    /*
+     * Modelled seconds for coll on a message of bytes: the whole vector for
+     * allreduce, reduce, broadcast and reduce-scatter (size blocks); one
+     * rank's block for allgather; one rank's send buffer for alltoall.
+     */
     double (*cost)(const struct jaccl_algo_ctx *c, enum jaccl_coll coll, size_t bytes);
 };
 
@@ -63,6 +89,9 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
 
 /* Byte range of part i of n of a len-byte buffer, 64-byte aligned except the end. */
 void jaccl_algo_part(size_t len, int n, int i, size_t align, size_t *off, size_t *plen);
+
+/* A workspace of at least len bytes (grown once, kept for later calls). */
+jaccl_result_t jaccl_algo_work(struct jaccl_algo_ctx *c, size_t len, char **out);
 
 /* Scratch needed by the engine for nred reducing streams. */
 size_t jaccl_algo_run_scratch(const struct jaccl_algo_ctx *c, int nred);

@@ -1,6 +1,7 @@
 /* The transfer engine every algorithm runs its steps on. */
 #include "algo/algo.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define RUN_MAX_RED 2
@@ -109,4 +110,18 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
         jaccl_result_t rc = c->tp->ops->progress(c->tp, c->xfers, nx, 1, c->deadline_ns);
         if (rc != JACCL_SUCCESS) return rc;
     }
+}
+
+jaccl_result_t jaccl_algo_work(struct jaccl_algo_ctx *c, size_t len, char **out)
+{
+    if (len > c->work_len) {
+        char *w = realloc(c->work, len);
+        if (!w)
+            return jaccl_err_set(c->err, JACCL_ERR_NOMEM, "cannot allocate a %zu-byte workspace",
+                                 len);
+        c->work = w;
+        c->work_len = len;
+    }
+    *out = c->work;
+    return JACCL_SUCCESS;
 }

@@ -16,9 +16,10 @@
 static _Thread_local char init_error[JACCL_ERR_LEN];
 
 static const size_t dtype_sizes[JACCL_DTYPE_COUNT] = {
-    [JACCL_INT8] = 1,    [JACCL_UINT8] = 1,   [JACCL_INT32] = 4,   [JACCL_UINT32] = 4,
-    [JACCL_INT64] = 8,   [JACCL_UINT64] = 8,  [JACCL_FLOAT16] = 2, [JACCL_BFLOAT16] = 2,
-    [JACCL_FLOAT32] = 4, [JACCL_FLOAT64] = 8,
+    [JACCL_INT8] = 1,    [JACCL_UINT8] = 1,     [JACCL_INT32] = 4,   [JACCL_UINT32] = 4,
+    [JACCL_INT64] = 8,   [JACCL_UINT64] = 8,    [JACCL_FLOAT16] = 2, [JACCL_BFLOAT16] = 2,
+    [JACCL_FLOAT32] = 4, [JACCL_FLOAT64] = 8,   [JACCL_BOOL] = 1,    [JACCL_INT16] = 2,
+    [JACCL_UINT16] = 2,  [JACCL_COMPLEX64] = 8,
 };
 
 JACCL_API size_t jaccl_dtype_size(jaccl_dtype_t dtype)
@@ -200,6 +201,7 @@ JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm)
     jaccl_bootstrap_close(&comm->bs);
     free(comm->actx.scratch);
     free(comm->actx.xfers);
+    free(comm->actx.work);
     free(comm);
     return JACCL_SUCCESS;
 }
@@ -217,139 +219,4 @@ JACCL_API int jaccl_comm_size(jaccl_comm_t comm)
 JACCL_API const char *jaccl_last_error(jaccl_comm_t comm)
 {
     return comm ? comm->err.msg : init_error;
-}
-
-/* Common entry of every call: name it, refuse a failed communicator, set the deadline. */
-static jaccl_result_t call_begin(struct jaccl_comm *c, const char *call)
-{
-    c->err.call = call;
-    c->err.msg[0] = '\0';
-    if (c->failed != JACCL_SUCCESS)
-        return jaccl_err_set(&c->err, c->failed,
-                             "the communicator failed earlier and cannot be "
-                             "used; destroy it (first error: %s)",
-                             c->failed_msg);
-    c->actx.deadline_ns = jaccl_now_ns() + (int64_t)(c->env.timeout_s * 1e9);
-    return JACCL_SUCCESS;
-}
-
-/* After a failed transfer the links are out of step: nothing more may run on them. */
-static jaccl_result_t call_end(struct jaccl_comm *c, jaccl_result_t rc)
-{
-    if (rc == JACCL_SUCCESS || rc == JACCL_ERR_INVALID_ARGUMENT || rc == JACCL_ERR_UNSUPPORTED)
-        return rc;
-    if (c->failed == JACCL_SUCCESS) {
-        c->failed = rc;
-        snprintf(c->failed_msg, sizeof(c->failed_msg), "%s", c->err.msg);
-    }
-    return rc;
-}
-
-static int overlaps(const void *a, size_t alen, const void *b, size_t blen)
-{
-    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-    return alen && blen && x < y + blen && y < x + alen;
-}
-
-static jaccl_result_t check_buffers(struct jaccl_comm *c, const void *s, const void *r,
-                                    size_t count, jaccl_dtype_t dtype, size_t *bytes)
-{
-    size_t es = jaccl_dtype_size(dtype);
-    if (es == 0)
-        return jaccl_err_set(&c->err, JACCL_ERR_INVALID_ARGUMENT,
-                             "dtype %d is not a "
-                             "jaccl_dtype_t",
-                             (int)dtype);
-    if (count > SIZE_MAX / es / (size_t)c->size)
-        return jaccl_err_set(&c->err, JACCL_ERR_INVALID_ARGUMENT, "count %zu is too large", count);
-    if (count > 0 && (!s || !r))
-        return jaccl_err_set(&c->err, JACCL_ERR_INVALID_ARGUMENT, "%s is NULL with count %zu",
-                             !s ? "sendbuf" : "recvbuf", count);
-    *bytes = count * es;
-    return JACCL_SUCCESS;
-}
-
-JACCL_API jaccl_result_t jaccl_allreduce(const void *sendbuf, void *recvbuf, size_t count,
-                                         jaccl_dtype_t dtype, jaccl_op_t op, jaccl_comm_t comm)
-{
-    size_t bytes;
-    if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
-    jaccl_result_t rc = call_begin(comm, "jaccl_allreduce");
-    if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, count, dtype, &bytes);
-    if (rc != JACCL_SUCCESS) return rc;
-    if ((unsigned)op >= JACCL_OP_COUNT)
-        return jaccl_err_set(&comm->err, JACCL_ERR_INVALID_ARGUMENT,
-                             "op %d is not a "
-                             "jaccl_op_t",
-                             (int)op);
-    if (sendbuf != recvbuf && overlaps(sendbuf, bytes, recvbuf, bytes))
-        return jaccl_err_set(&comm->err, JACCL_ERR_INVALID_ARGUMENT,
-                             "sendbuf and recvbuf "
-                             "overlap without being equal (in place means sendbuf == recvbuf)");
-    if (count == 0) return JACCL_SUCCESS;
-    if (comm->size == 1) {
-        if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
-        return JACCL_SUCCESS;
-    }
-    const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_ALLREDUCE, bytes);
-    rc =
-        a->allreduce(&comm->actx, sendbuf, recvbuf, count, dtype, op == JACCL_AVG ? JACCL_SUM : op);
-    if (rc == JACCL_SUCCESS && op == JACCL_AVG)
-        jaccl_reduce_scale(recvbuf, count, dtype, comm->size);
-    return call_end(comm, rc);
-}
-
-JACCL_API jaccl_result_t jaccl_allgather(const void *sendbuf, void *recvbuf, size_t sendcount,
-                                         jaccl_dtype_t dtype, jaccl_comm_t comm)
-{
-    size_t bytes;
-    if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
-    jaccl_result_t rc = call_begin(comm, "jaccl_allgather");
-    if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, sendcount, dtype, &bytes);
-    if (rc != JACCL_SUCCESS) return rc;
-    const char *own = (const char *)recvbuf + (size_t)comm->rank * bytes;
-    if (sendbuf != own && overlaps(sendbuf, bytes, recvbuf, bytes * (size_t)comm->size))
-        return jaccl_err_set(&comm->err, JACCL_ERR_INVALID_ARGUMENT,
-                             "sendbuf overlaps recvbuf "
-                             "but is not this rank's block (in place means sendbuf == recvbuf + "
-                             "rank * sendcount * elemsize)");
-    if (sendcount == 0) return JACCL_SUCCESS;
-    if (comm->size == 1) {
-        if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
-        return JACCL_SUCCESS;
-    }
-    const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_ALLGATHER, bytes);
-    return call_end(comm, a->allgather(&comm->actx, sendbuf, recvbuf, bytes));
-}
-
-static jaccl_result_t point_to_point(struct jaccl_comm *comm, const char *call, int dir, void *buf,
-                                     size_t count, jaccl_dtype_t dtype, int peer)
-{
-    size_t bytes;
-    jaccl_result_t rc = call_begin(comm, call);
-    if (rc == JACCL_SUCCESS) rc = check_buffers(comm, buf, buf, count, dtype, &bytes);
-    if (rc != JACCL_SUCCESS) return rc;
-    if (peer < 0 || peer >= comm->size || peer == comm->rank)
-        return jaccl_err_set(&comm->err, JACCL_ERR_INVALID_ARGUMENT,
-                             "peer %d is %s (ranks are "
-                             "0..%d)",
-                             peer, peer == comm->rank ? "this rank" : "out of range",
-                             comm->size - 1);
-    if (count == 0) return JACCL_SUCCESS;
-    struct jaccl_stream st = {dir, peer, buf, bytes, NULL};
-    return call_end(comm, jaccl_algo_run(&comm->actx, &st, 1, NULL, 0));
-}
-
-JACCL_API jaccl_result_t jaccl_send(const void *buf, size_t count, jaccl_dtype_t dtype, int peer,
-                                    jaccl_comm_t comm)
-{
-    if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
-    return point_to_point(comm, "jaccl_send", JACCL_XFER_SEND, (void *)buf, count, dtype, peer);
-}
-
-JACCL_API jaccl_result_t jaccl_recv(void *buf, size_t count, jaccl_dtype_t dtype, int peer,
-                                    jaccl_comm_t comm)
-{
-    if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
-    return point_to_point(comm, "jaccl_recv", JACCL_XFER_RECV, buf, count, dtype, peer);
 }

@@ -17,6 +17,11 @@ struct jaccl_comm {
     struct jaccl_algo_ctx actx;
 };
 
+/* Start a call: name it, refuse a failed communicator, set the deadline. */
+jaccl_result_t jaccl_call_begin(struct jaccl_comm *c, const char *call);
+/* End a call: after a failed transfer the communicator refuses further calls. */
+jaccl_result_t jaccl_call_end(struct jaccl_comm *c, jaccl_result_t rc);
+
 /* The algorithm for coll on a message of bytes: forced by JACCL_ALGO, else cheapest. */
 const struct jaccl_algo_ops *jaccl_select(const struct jaccl_comm *comm, enum jaccl_coll coll,
                                           size_t bytes);

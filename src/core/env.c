@@ -8,7 +8,8 @@
 
 #include "util/sock.h"
 
-const char *const jaccl_coll_names[JACCL_COLL_COUNT] = {"allreduce", "allgather"};
+const char *const jaccl_coll_names[JACCL_COLL_COUNT] = {"allreduce", "allgather", "reducescatter",
+                                                        "broadcast", "reduce",    "alltoall"};
 
 /* Launchers that set rank and size, in the order they are tried. */
 static const struct {
@@ -141,8 +142,8 @@ static jaccl_result_t algo_token(const char *tok, size_t len, const struct jaccl
             if (strcmp(buf, jaccl_coll_names[c]) == 0) coll = c;
         if (coll < 0)
             return jaccl_err_set(e, JACCL_ERR_CONFIG,
-                                 "JACCL_ALGO: unknown collective '%s' "
-                                 "(allreduce, allgather)",
+                                 "JACCL_ALGO: unknown collective '%s' (allreduce, "
+                                 "allgather, reducescatter, broadcast, reduce, alltoall)",
                                  buf);
     }
     const struct jaccl_algo_ops *a = strcmp(name, "auto") == 0 ? NULL : jaccl_algo_find(name);

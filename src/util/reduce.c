@@ -11,9 +11,18 @@
  * the rounding to half is the correctly rounded half result: no double
  * rounding error for +, * and /, and min/max are exact.
  *
+ * Bool: one byte, any nonzero byte is true; sum and max are OR, product and
+ * min are AND, and the result is always 0 or 1.  It has no AVG (the core
+ * rejects it; jaccl_reduce_get returns NULL).
+ *
+ * Complex64: float32 pairs (real, imaginary).  The sum is float32's on twice
+ * as many floats; the product, (a+bi)(c+di) = (ac-bd) + (ad+bc)i, rounds each
+ * of the four products and then each sum: see cplx_prod for how no FMA can
+ * creep in.  No min or max (NULL).
+ *
  * On x86-64 with AVX2 and F16C, chosen at run time, the half kernels use
- * intrinsics and int64 an AVX2 build of the portable loops.  They give the
- * same bits as the portable code, which the unit tests check.
+ * intrinsics and the others an AVX2 build of the portable loops.  They give
+ * the same bits as the portable code, which the unit tests check.
  */
 #include "util/reduce.h"
 
@@ -38,6 +47,8 @@
 #endif
 typedef int8_t i8_t;
 typedef uint8_t u8_t;
+typedef int16_t i16_t UNALIGNED;
+typedef uint16_t u16_t UNALIGNED;
 typedef int32_t i32_t UNALIGNED;
 typedef uint32_t u32_t UNALIGNED;
 typedef int64_t i64_t UNALIGNED;
@@ -74,6 +85,8 @@ typedef double f64_t UNALIGNED;
 
 INT_OPS(i8, int8_t, uint8_t)
 INT_OPS(u8, uint8_t, uint8_t)
+INT_OPS(i16, int16_t, uint16_t)
+INT_OPS(u16, uint16_t, uint16_t)
 INT_OPS(i32, int32_t, uint32_t)
 INT_OPS(u32, uint32_t, uint32_t)
 INT_OPS(i64, int64_t, uint64_t)
@@ -105,6 +118,16 @@ INT_OPS(u64, uint64_t, uint64_t)
 
 FLOAT_OPS(f32, float)
 FLOAT_OPS(f64, double)
+
+/* Bool: nonzero is true, the result 0 or 1.  & rather than && keeps it branch-free. */
+static inline uint8_t bool_or(uint8_t x, uint8_t y)
+{
+    return (uint8_t)((x | y) != 0);
+}
+static inline uint8_t bool_and(uint8_t x, uint8_t y)
+{
+    return (uint8_t)((x != 0) & (y != 0));
+}
 
 /* ---- half precision conversions ---------------------------------------- */
 
@@ -285,12 +308,73 @@ static inline float half_prod(float x, float y)
 #define NO_ATTR
 KERNELS(i8, i8, i8_t, NO_ATTR)
 KERNELS(u8, u8, u8_t, NO_ATTR)
+KERNELS(i16, i16, i16_t, NO_ATTR)
+KERNELS(u16, u16, u16_t, NO_ATTR)
 KERNELS(i32, i32, i32_t, NO_ATTR)
 KERNELS(u32, u32, u32_t, NO_ATTR)
 KERNELS(i64, i64, i64_t, NO_ATTR)
 KERNELS(u64, u64, u64_t, NO_ATTR)
 KERNELS(f32, f32, f32_t, NO_ATTR)
 KERNELS(f64, f64, f64_t, NO_ATTR)
+
+/* Bool: two kernels serve the four ops. */
+#define BOOL_KERNELS(name, ATTR)                                                                   \
+    KERNEL(k_##name##_or, u8_t, bool_or, ATTR)                                                     \
+    KERNEL(k_##name##_and, u8_t, bool_and, ATTR)
+
+BOOL_KERNELS(bool, NO_ATTR)
+
+/*
+ * Complex64.  The sum is the float32 sum of 2n floats.  The product is built
+ * so that no compiler flag can fuse a multiply into the add or subtract after
+ * it: -ffp-contract=off (ISO C's default in GCC) or FP_CONTRACT OFF is not
+ * enough, since GCC 12's vectoriser still turns the interleaved ac - bd,
+ * ad + bc into vfmaddsub when FMA is enabled (-march=native, say).  So a
+ * block is multiplied in one out-of-line loop into t = (ac, ad) and u = (bd,
+ * bc) on the stack, and another subtracts and adds them; the multiplies and
+ * the adds never meet in one function.  Both loops vectorise, over distinct
+ * arrays: a block is read whole before it is written, so dst == a or b is
+ * fine.  x = a + bi is the first operand, y = c + di the second.
+ */
+enum { CPLX_BLOCK = 256 };
+
+#define CPLX_KERNELS(name, f32name, ATTR)                                                          \
+    static void k_##name##_sum(void *d, const void *a, const void *b, size_t n)                    \
+    {                                                                                              \
+        k_##f32name##_sum(d, a, b, 2 * n);                                                         \
+    }                                                                                              \
+    ATTR NOINLINE static void name##_mul(float *restrict t, float *restrict u,                     \
+                                         const f32_t *restrict x, const f32_t *restrict y,         \
+                                         size_t n)                                                 \
+    {                                                                                              \
+        FOR_EACH(i, n, {                                                                           \
+            t[2 * i] = x[2 * i] * y[2 * i];                                                        \
+            t[2 * i + 1] = x[2 * i] * y[2 * i + 1];                                                \
+            u[2 * i] = x[2 * i + 1] * y[2 * i + 1];                                                \
+            u[2 * i + 1] = x[2 * i + 1] * y[2 * i];                                                \
+        });                                                                                        \
+    }                                                                                              \
+    ATTR NOINLINE static void name##_addsub(f32_t *restrict d, const float *restrict t,            \
+                                            const float *restrict u, size_t n)                     \
+    {                                                                                              \
+        FOR_EACH(i, n, {                                                                           \
+            d[2 * i] = t[2 * i] - u[2 * i];                                                        \
+            d[2 * i + 1] = t[2 * i + 1] + u[2 * i + 1];                                            \
+        });                                                                                        \
+    }                                                                                              \
+    static void k_##name##_prod(void *dv, const void *av, const void *bv, size_t n)                \
+    {                                                                                              \
+        f32_t *d = dv;                                                                             \
+        const f32_t *a = av, *b = bv;                                                              \
+        float t[2 * CPLX_BLOCK], u[2 * CPLX_BLOCK];                                                \
+        for (size_t i = 0; i < n; i += CPLX_BLOCK) {                                               \
+            size_t m = n - i < CPLX_BLOCK ? n - i : CPLX_BLOCK;                                    \
+            name##_mul(t, u, a + 2 * i, b + 2 * i, m);                                             \
+            name##_addsub(d + 2 * i, t, u, m);                                                     \
+        }                                                                                          \
+    }
+
+CPLX_KERNELS(c64, f32, NO_ATTR)
 
 /*
  * Halves, portable: a block at a time is widened into float32 arrays on the
@@ -343,23 +427,37 @@ HALF_KERNELS(bf16)
         k_##name##_sum, k_##name##_prod, k_##name##_min, k_##name##_max                            \
     }
 
-/* Indexed [dtype][op] for op < JACCL_AVG. */
+/* Bool: sum and max are OR, product and min AND.  Complex: no min or max. */
+#define BOOL_ROW(name)                                                                             \
+    {                                                                                              \
+        k_##name##_or, k_##name##_and, k_##name##_and, k_##name##_or                               \
+    }
+#define CPLX_ROW(name)                                                                             \
+    {                                                                                              \
+        k_##name##_sum, k_##name##_prod, NULL, NULL                                                \
+    }
+
+/* Indexed [dtype][op] for op < JACCL_AVG; NULL where dtype x op is not defined. */
 static const jaccl_reduce_fn portable_kernels[JACCL_DTYPE_COUNT][JACCL_AVG] = {
-    [JACCL_INT8] = ROW(i8),     [JACCL_UINT8] = ROW(u8),      [JACCL_INT32] = ROW(i32),
-    [JACCL_UINT32] = ROW(u32),  [JACCL_INT64] = ROW(i64),     [JACCL_UINT64] = ROW(u64),
-    [JACCL_FLOAT16] = ROW(f16), [JACCL_BFLOAT16] = ROW(bf16), [JACCL_FLOAT32] = ROW(f32),
-    [JACCL_FLOAT64] = ROW(f64),
+    [JACCL_INT8] = ROW(i8),     [JACCL_UINT8] = ROW(u8),           [JACCL_INT32] = ROW(i32),
+    [JACCL_UINT32] = ROW(u32),  [JACCL_INT64] = ROW(i64),          [JACCL_UINT64] = ROW(u64),
+    [JACCL_FLOAT16] = ROW(f16), [JACCL_BFLOAT16] = ROW(bf16),      [JACCL_FLOAT32] = ROW(f32),
+    [JACCL_FLOAT64] = ROW(f64), [JACCL_BOOL] = BOOL_ROW(bool),     [JACCL_INT16] = ROW(i16),
+    [JACCL_UINT16] = ROW(u16),  [JACCL_COMPLEX64] = CPLX_ROW(c64),
 };
 
 /* ---- scaling (AVG) ------------------------------------------------------ */
 
 /*
  * buf[i] = FROM(TO(buf[i]) / divisor).  Floats: one correctly rounded
- * division.  Integers truncate toward zero, as C's / does; 8- and 32-bit ones
- * divide in float and double, which vectorise where integer division does
- * not.  That is exact: a non-integer x / d is at least 1/d from any integer,
- * and the rounding error, under |x|/d * 2^-24 (float, |x| < 2^8) or
- * |x|/d * 2^-53 (double, |x| < 2^32), is smaller, so truncation lands right.
+ * division.  Integers truncate toward zero, as C's / does; 8-, 16- and
+ * 32-bit ones divide in float and double, which vectorise where integer
+ * division does not.  That is exact: a non-integer x / d is at least 1/d from
+ * any integer, and the rounding error, under |x|/d * 2^-24 (float, |x| <=
+ * 2^16) or |x|/d * 2^-53 (double, |x| <= 2^32), is smaller, so truncation
+ * lands right.  (A float divisor above 2^24 may be rounded, but then |x| / d
+ * < 2^-8 and the result is 0 either way.)  Complex64: each float component,
+ * the float32 scaling of 2n floats.  Bool has none (no AVG).
  */
 #define SCALE(name, T, TO, FROM, D, ATTR)                                                          \
     ATTR static void scale_##name(void *buf, size_t n, int divisor)                                \
@@ -372,6 +470,8 @@ static const jaccl_reduce_fn portable_kernels[JACCL_DTYPE_COUNT][JACCL_AVG] = {
 #define AS_IS(x) (x)
 SCALE(i8, i8_t, (float), (int8_t), float, NO_ATTR)
 SCALE(u8, u8_t, (float), (uint8_t), float, NO_ATTR)
+SCALE(i16, i16_t, (float), (int16_t), float, NO_ATTR)
+SCALE(u16, u16_t, (float), (uint16_t), float, NO_ATTR)
 SCALE(i32, i32_t, (double), (int32_t), double, NO_ATTR)
 SCALE(u32, u32_t, (double), (uint32_t), double, NO_ATTR)
 SCALE(i64, i64_t, AS_IS, AS_IS, int64_t, NO_ATTR)
@@ -395,13 +495,19 @@ SCALE(f64, f64_t, AS_IS, AS_IS, double, NO_ATTR)
 HALF_SCALE(f16)
 HALF_SCALE(bf16)
 
+static void scale_c64(void *buf, size_t n, int divisor)
+{
+    scale_f32(buf, 2 * n, divisor);
+}
+
 typedef void (*scale_fn)(void *buf, size_t n, int divisor);
 
 static const scale_fn portable_scale[JACCL_DTYPE_COUNT] = {
-    [JACCL_INT8] = scale_i8,     [JACCL_UINT8] = scale_u8,      [JACCL_INT32] = scale_i32,
-    [JACCL_UINT32] = scale_u32,  [JACCL_INT64] = scale_i64,     [JACCL_UINT64] = scale_u64,
-    [JACCL_FLOAT16] = scale_f16, [JACCL_BFLOAT16] = scale_bf16, [JACCL_FLOAT32] = scale_f32,
-    [JACCL_FLOAT64] = scale_f64,
+    [JACCL_INT8] = scale_i8,       [JACCL_UINT8] = scale_u8,      [JACCL_INT32] = scale_i32,
+    [JACCL_UINT32] = scale_u32,    [JACCL_INT64] = scale_i64,     [JACCL_UINT64] = scale_u64,
+    [JACCL_FLOAT16] = scale_f16,   [JACCL_BFLOAT16] = scale_bf16, [JACCL_FLOAT32] = scale_f32,
+    [JACCL_FLOAT64] = scale_f64,   [JACCL_INT16] = scale_i16,     [JACCL_UINT16] = scale_u16,
+    [JACCL_COMPLEX64] = scale_c64,
 };
 
 /* ---- x86-64: AVX2 + F16C ------------------------------------------------ */
@@ -571,17 +677,23 @@ SIMD_HALF_SCALE(x_scale_bf16, load_bf16, store_bf16)
 /*
  * The portable loops built again for AVX2: twice as wide, and SSE2 lacks what
  * int64 min/max/prod, int32 prod and uint32 min/max need (they are emulated,
- * or for int64 not vectorised at all).  Same source, same results.
+ * or for int64 not vectorised at all).  Same source, same results.  The
+ * complex product's multiplies and adds stay apart here too, and AVX2 alone
+ * has no FMA anyway.
  */
 #define AVX2_ATTR __attribute__((target("avx2")))
 KERNELS(i8_avx2, i8, i8_t, AVX2_ATTR)
 KERNELS(u8_avx2, u8, u8_t, AVX2_ATTR)
+KERNELS(i16_avx2, i16, i16_t, AVX2_ATTR)
+KERNELS(u16_avx2, u16, u16_t, AVX2_ATTR)
 KERNELS(i32_avx2, i32, i32_t, AVX2_ATTR)
 KERNELS(u32_avx2, u32, u32_t, AVX2_ATTR)
 KERNELS(i64_avx2, i64, i64_t, AVX2_ATTR)
 KERNELS(u64_avx2, u64, u64_t, AVX2_ATTR)
 KERNELS(f32_avx2, f32, f32_t, AVX2_ATTR)
 KERNELS(f64_avx2, f64, f64_t, AVX2_ATTR)
+BOOL_KERNELS(bool_avx2, AVX2_ATTR)
+CPLX_KERNELS(c64_avx2, f32_avx2, AVX2_ATTR)
 
 static const jaccl_reduce_fn simd_kernels[JACCL_DTYPE_COUNT][JACCL_AVG] = {
     [JACCL_INT8] = ROW(i8_avx2),
@@ -594,6 +706,10 @@ static const jaccl_reduce_fn simd_kernels[JACCL_DTYPE_COUNT][JACCL_AVG] = {
     [JACCL_BFLOAT16] = {x_bf16_sum, x_bf16_prod, x_bf16_min, x_bf16_max},
     [JACCL_FLOAT32] = ROW(f32_avx2),
     [JACCL_FLOAT64] = ROW(f64_avx2),
+    [JACCL_BOOL] = BOOL_ROW(bool_avx2),
+    [JACCL_INT16] = ROW(i16_avx2),
+    [JACCL_UINT16] = ROW(u16_avx2),
+    [JACCL_COMPLEX64] = CPLX_ROW(c64_avx2),
 };
 
 static const scale_fn simd_scale[JACCL_DTYPE_COUNT] = {
@@ -643,17 +759,24 @@ static int use_simd(void)
 jaccl_reduce_fn jaccl_reduce_get(jaccl_dtype_t dtype, jaccl_op_t op)
 {
     if ((unsigned)dtype >= JACCL_DTYPE_COUNT || (unsigned)op >= JACCL_OP_COUNT) return NULL;
-    if (op == JACCL_AVG) op = JACCL_SUM; /* the division comes later, in jaccl_reduce_scale */
+    if (op == JACCL_AVG) {
+        if (!portable_scale[dtype]) return NULL; /* bool: no AVG */
+        op = JACCL_SUM; /* the division comes later, in jaccl_reduce_scale */
+    }
 #ifdef REDUCE_X86
     if (simd_kernels[dtype][op] && use_simd()) return simd_kernels[dtype][op];
 #endif
     return portable_kernels[dtype][op];
 }
 
-/* A divisor below 1 cannot come from a communicator size; leave buf alone. */
+/*
+ * A divisor below 1 cannot come from a communicator size; leave buf alone.
+ * So too for bool, which has no AVG.
+ */
 void jaccl_reduce_scale(void *buf, size_t count, jaccl_dtype_t dtype, int divisor)
 {
     if ((unsigned)dtype >= JACCL_DTYPE_COUNT || divisor <= 1 || count == 0) return;
+    if (!portable_scale[dtype]) return;
 #ifdef REDUCE_X86
     if (simd_scale[dtype] && use_simd()) {
         simd_scale[dtype](buf, count, divisor);

@@ -127,7 +127,7 @@ static void test_bad_values(void **state)
         {"JACCL_TIMEOUT", "abc", NULL},
         {"JACCL_TRANSPORT", "carrier-pigeon", NULL},
         {"JACCL_ALGO", "tree", NULL},
-        {"JACCL_ALGO", "broadcast:ring", NULL},
+        {"JACCL_ALGO", "scatter:ring", NULL},
         {"JACCL_ALGO", "ring,,mesh", NULL},
         {"JACCL_TCP_SOCKETS", "0", NULL},
         {"JACCL_TCP_SOCKETS", "99", NULL},

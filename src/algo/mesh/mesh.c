@@ -81,46 +81,62 @@ static jaccl_result_t mesh_allgatherv(struct jaccl_algo_ctx *c, char *r, const s
 }
 
 /*
- * Direct reduce-scatter: rank p reduces chunk p.  It runs in rounds of
- * seg_bytes so the data being reduced stays in cache and scratch stays small;
- * every rank does as many rounds as the largest chunk (chunk 0) needs.
+ * Direct reduce-scatter: rank p reduces chunk p (coff/clen) into dst.  It
+ * runs in rounds of seg_bytes so the data being reduced stays in cache and
+ * scratch stays small; every rank does as many rounds as the largest chunk
+ * (chunk 0) needs.
  */
-static jaccl_result_t mesh_rsag(struct jaccl_algo_ctx *c, const char *s, char *r, size_t bytes,
-                                jaccl_reduce_fn fn, size_t esize)
+static jaccl_result_t mesh_rs(struct jaccl_algo_ctx *c, const char *s, const size_t *coff,
+                              const size_t *clen, char *dst, jaccl_reduce_fn fn, size_t esize)
 {
-    size_t coff[MESH_MAX], clen[MESH_MAX], soff[MESH_MAX], slen[MESH_MAX], seg = c->seg_bytes;
-    for (int p = 0; p < c->size; p++) jaccl_algo_part(bytes, c->size, p, 64, &coff[p], &clen[p]);
+    size_t soff[MESH_MAX], slen[MESH_MAX], seg = c->seg_bytes;
     for (size_t at = 0; at < clen[0]; at += seg) {
         for (int p = 0; p < c->size; p++) {
             size_t a = at < clen[p] ? at : clen[p];
             soff[p] = coff[p] + a;
             slen[p] = clen[p] - a < seg ? clen[p] - a : seg;
         }
-        size_t rl = slen[c->rank];
+        size_t rl = slen[c->rank], done = soff[c->rank] - coff[c->rank];
         jaccl_result_t rc = mesh_exchange(c, s, soff, slen, rl);
         if (rc != JACCL_SUCCESS) return rc;
         const char *own = s + soff[c->rank];
-        if (s == r && c->rank >= 2 && rl) {
+        if (dst == s + coff[c->rank] && c->rank >= 2 && rl) {
             own = c->scratch + (size_t)(c->size - 1) * rl;
             memcpy((char *)own, s + soff[c->rank], rl);
         }
-        if (rl) mesh_reduce_ordered(c, r + soff[c->rank], own, rl, fn, esize);
+        if (rl) mesh_reduce_ordered(c, dst + done, own, rl, fn, esize);
     }
-    return mesh_allgatherv(c, r, coff, clen);
+    return JACCL_SUCCESS;
+}
+
+static jaccl_result_t mesh_check(struct jaccl_algo_ctx *c)
+{
+    if (c->size <= MESH_MAX) return JACCL_SUCCESS;
+    return jaccl_err_set(c->err, JACCL_ERR_UNSUPPORTED,
+                         "mesh supports at most %d ranks; use JACCL_ALGO=ring", MESH_MAX);
+}
+
+/* Equal blocks of bytes, block p at p * bytes. */
+static void mesh_blocks(int n, size_t bytes, size_t *off, size_t *len)
+{
+    for (int p = 0; p < n; p++) {
+        off[p] = (size_t)p * bytes;
+        len[p] = bytes;
+    }
 }
 
 static jaccl_result_t mesh_allreduce(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
                                      size_t count, jaccl_dtype_t dtype, jaccl_op_t op)
 {
-    size_t esize = jaccl_dtype_size(dtype), bytes = count * esize;
+    size_t esize = jaccl_dtype_size(dtype), bytes = count * esize, coff[MESH_MAX], clen[MESH_MAX];
     jaccl_reduce_fn fn = jaccl_reduce_get(dtype, op);
-    if (c->size > MESH_MAX)
-        return jaccl_err_set(c->err, JACCL_ERR_UNSUPPORTED,
-                             "mesh supports at most %d ranks; "
-                             "use JACCL_ALGO=ring",
-                             MESH_MAX);
-    if (bytes <= c->oneshot_bytes) return mesh_oneshot(c, sendbuf, recvbuf, bytes, fn, esize);
-    return mesh_rsag(c, sendbuf, recvbuf, bytes, fn, esize);
+    char *r = recvbuf;
+    jaccl_result_t rc = mesh_check(c);
+    if (rc != JACCL_SUCCESS) return rc;
+    if (bytes <= c->oneshot_bytes) return mesh_oneshot(c, sendbuf, r, bytes, fn, esize);
+    for (int p = 0; p < c->size; p++) jaccl_algo_part(bytes, c->size, p, 64, &coff[p], &clen[p]);
+    rc = mesh_rs(c, sendbuf, coff, clen, r + coff[c->rank], fn, esize);
+    return rc == JACCL_SUCCESS ? mesh_allgatherv(c, r, coff, clen) : rc;
 }
 
 static jaccl_result_t mesh_allgather(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
@@ -128,33 +144,140 @@ static jaccl_result_t mesh_allgather(struct jaccl_algo_ctx *c, const void *sendb
 {
     size_t off[MESH_MAX], len[MESH_MAX];
     char *r = recvbuf;
-    if (c->size > MESH_MAX)
-        return jaccl_err_set(c->err, JACCL_ERR_UNSUPPORTED,
-                             "mesh supports at most %d ranks; "
-                             "use JACCL_ALGO=ring",
-                             MESH_MAX);
-    for (int p = 0; p < c->size; p++) {
-        off[p] = (size_t)p * bytes;
-        len[p] = bytes;
-    }
+    jaccl_result_t rc = mesh_check(c);
+    if (rc != JACCL_SUCCESS) return rc;
+    mesh_blocks(c->size, bytes, off, len);
     if (r + off[c->rank] != (const char *)sendbuf) memcpy(r + off[c->rank], sendbuf, bytes);
     return mesh_allgatherv(c, r, off, len);
 }
 
+static jaccl_result_t mesh_reduce_scatter(struct jaccl_algo_ctx *c, const void *sendbuf,
+                                          void *recvbuf, size_t count, jaccl_dtype_t dtype,
+                                          jaccl_op_t op)
+{
+    size_t esize = jaccl_dtype_size(dtype), off[MESH_MAX], len[MESH_MAX];
+    jaccl_result_t rc = mesh_check(c);
+    if (rc != JACCL_SUCCESS) return rc;
+    mesh_blocks(c->size, count * esize, off, len);
+    return mesh_rs(c, sendbuf, off, len, recvbuf, jaccl_reduce_get(dtype, op), esize);
+}
+
+/* Small: the root sends everything to everyone.  Large: scatter, then all-gather. */
+static jaccl_result_t mesh_broadcast(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                                     size_t bytes, int root)
+{
+    struct jaccl_stream st[MESH_MAX];
+    size_t off[MESH_MAX], len[MESH_MAX];
+    char *r = recvbuf;
+    int ns = 0, whole = bytes <= c->oneshot_bytes;
+    jaccl_result_t rc = mesh_check(c);
+    if (rc != JACCL_SUCCESS) return rc;
+    if (c->rank == root && sendbuf != recvbuf) memcpy(r, sendbuf, bytes);
+    for (int p = 0; p < c->size; p++) {
+        if (whole) {
+            off[p] = 0;
+            len[p] = bytes;
+        } else {
+            jaccl_algo_part(bytes, c->size, p, 64, &off[p], &len[p]);
+        }
+    }
+    for (int p = 0; p < c->size; p++)
+        if (c->rank == root && p != root)
+            st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, p, r + off[p], len[p], NULL};
+    if (c->rank != root)
+        st[ns++] =
+            (struct jaccl_stream){JACCL_XFER_RECV, root, r + off[c->rank], len[c->rank], NULL};
+    rc = jaccl_algo_run(c, st, ns, NULL, 0);
+    if (rc != JACCL_SUCCESS || whole) return rc;
+    return mesh_allgatherv(c, r, off, len);
+}
+
+/* Everyone sends to the root in rounds; the root reduces each round in rank order. */
+static jaccl_result_t mesh_reduce(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                                  size_t count, jaccl_dtype_t dtype, jaccl_op_t op, int root)
+{
+    struct jaccl_stream st[MESH_MAX];
+    size_t esize = jaccl_dtype_size(dtype), bytes = count * esize, seg = c->seg_bytes;
+    const char *s = sendbuf;
+    char *r = recvbuf;
+    jaccl_reduce_fn fn = jaccl_reduce_get(dtype, op);
+    jaccl_result_t rc = mesh_check(c);
+    for (size_t at = 0; rc == JACCL_SUCCESS && at < bytes; at += seg) {
+        size_t l = bytes - at < seg ? bytes - at : seg;
+        int ns = 0;
+        if (c->rank != root) {
+            st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, root, (char *)s + at, l, NULL};
+            rc = jaccl_algo_run(c, st, ns, NULL, 0);
+            continue;
+        }
+        for (int p = 0; p < c->size; p++)
+            if (p != root)
+                st[ns++] = (struct jaccl_stream){JACCL_XFER_RECV, p,
+                                                 c->scratch + (size_t)mesh_slot(c, p) * l, l, NULL};
+        rc = jaccl_algo_run(c, st, ns, NULL, 0);
+        const char *own = s + at;
+        if (rc == JACCL_SUCCESS && s == r && c->rank >= 2) {
+            own = c->scratch + (size_t)(c->size - 1) * l;
+            memcpy((char *)own, s + at, l);
+        }
+        if (rc == JACCL_SUCCESS) mesh_reduce_ordered(c, r + at, own, l, fn, esize);
+    }
+    return rc;
+}
+
+/* Every pair exchanges its block directly, all at once. */
+static jaccl_result_t mesh_alltoall(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
+                                    size_t bytes)
+{
+    struct jaccl_stream st[2 * MESH_MAX];
+    const char *s = sendbuf;
+    char *r = recvbuf;
+    int ns = 0;
+    jaccl_result_t rc = mesh_check(c);
+    if (rc != JACCL_SUCCESS) return rc;
+    memcpy(r + (size_t)c->rank * bytes, s + (size_t)c->rank * bytes, bytes);
+    for (int k = 1; k < c->size; k++) {
+        int p = (c->rank + k) % c->size;
+        st[ns++] =
+            (struct jaccl_stream){JACCL_XFER_SEND, p, (char *)s + (size_t)p * bytes, bytes, NULL};
+        st[ns++] = (struct jaccl_stream){JACCL_XFER_RECV, p, r + (size_t)p * bytes, bytes, NULL};
+    }
+    return jaccl_algo_run(c, st, ns, NULL, 0);
+}
+
 static double mesh_cost(const struct jaccl_algo_ctx *c, enum jaccl_coll coll, size_t bytes)
 {
-    double n = c->size, a = c->tp->alpha_s, b = c->tp->beta_Bps, N = (double)bytes;
-    if (c->size > MESH_MAX) return 1e30;
-    if (coll == JACCL_COLL_ALLGATHER) return a + (n - 1) * N / b;
-    if (bytes <= c->oneshot_bytes) return a + (n - 1) * N / b + (n - 1) * N / c->gamma_Bps;
+    double n = c->size, a = c->tp->alpha_s, b = c->tp->beta_Bps, g = c->gamma_Bps,
+           N = (double)bytes;
     /* Each round waits for its slowest peer before reducing: count it as a latency. */
     double rounds = N / n / (double)c->seg_bytes + 1;
-    return (2 + 2 * rounds) * a + 2 * (n - 1) / n * N / b + (n - 1) / n * N / c->gamma_Bps;
+    if (c->size > MESH_MAX) return 1e30;
+    switch (coll) {
+    case JACCL_COLL_ALLGATHER:
+        return a + (n - 1) * N / b;
+    case JACCL_COLL_ALLTOALL:
+        return a + (n - 1) / n * N / b;
+    case JACCL_COLL_REDUCE_SCATTER:
+        return 2 * rounds * a + (n - 1) / n * N * (1 / b + 1 / g);
+    case JACCL_COLL_BROADCAST:
+        if (bytes <= c->oneshot_bytes) return a + (n - 1) * N / b;
+        return 2 * a + 2 * (n - 1) / n * N / b;
+    case JACCL_COLL_REDUCE:
+        return n * rounds * a + (n - 1) * N * (1 / b + 1 / g);
+    default:
+        break;
+    }
+    if (bytes <= c->oneshot_bytes) return a + (n - 1) * N / b + (n - 1) * N / g;
+    return (2 + 2 * rounds) * a + 2 * (n - 1) / n * N / b + (n - 1) / n * N / g;
 }
 
 const struct jaccl_algo_ops jaccl_mesh_ops = {
     .name = "mesh",
     .allreduce = mesh_allreduce,
     .allgather = mesh_allgather,
+    .reduce_scatter = mesh_reduce_scatter,
+    .broadcast = mesh_broadcast,
+    .reduce = mesh_reduce,
+    .alltoall = mesh_alltoall,
     .cost = mesh_cost,
 };
