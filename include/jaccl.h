@@ -62,6 +62,50 @@ typedef enum { JACCL_SUM, JACCL_PROD, JACCL_MIN, JACCL_MAX, JACCL_AVG, JACCL_OP_
 /* Opaque communicator handle. */
 typedef struct jaccl_comm *jaccl_comm_t;
 
+#define JACCL_VERSION_MAJOR 0
+#define JACCL_VERSION_MINOR 2
+#define JACCL_VERSION_PATCH 0
+#define JACCL_VERSION_CODE                                                                         \
+    (JACCL_VERSION_MAJOR * 10000 + JACCL_VERSION_MINOR * 100 + JACCL_VERSION_PATCH)
+
+/* The library's version, "MAJOR.MINOR.PATCH"; may differ from the header's macros. */
+JACCL_API const char *jaccl_version(void);
+
+/*
+ * An all-gather supplied by an embedder that already has a rendezvous (as
+ * MLX's all_gather_factory): all[r * len ...] = rank r's mine[len], on every
+ * rank.  Called collectively during init only.  Return JACCL_SUCCESS or an error.
+ */
+typedef jaccl_result_t (*jaccl_allgather_fn)(const void *mine, void *all, size_t len, void *user);
+
+/* Explicit configuration; start from JACCL_CONFIG_INIT so new fields get defaults. */
+typedef struct jaccl_config {
+    unsigned version;             /* JACCL_CONFIG_VERSION */
+    int rank, size;               /* both -1: from the environment */
+    const char *coordinator;      /* "host:port"; NULL: JACCL_COORDINATOR */
+    const char *transport;        /* NULL: JACCL_TRANSPORT, else "auto" */
+    const char *algo;             /* NULL: JACCL_ALGO, else "auto" */
+    double timeout_s;             /* <= 0: JACCL_TIMEOUT, else 120 */
+    jaccl_allgather_fn allgather; /* set: replaces the coordinator */
+    void *allgather_user;         /* passed to allgather */
+    const char *listen_host;      /* with allgather: the address peers reach us at;
+                                     NULL: this host's name */
+} jaccl_config_t;
+
+#define JACCL_CONFIG_VERSION 1
+#define JACCL_CONFIG_INIT                                                                          \
+    {                                                                                              \
+        JACCL_CONFIG_VERSION, -1, -1, NULL, NULL, NULL, 0.0, NULL, NULL, NULL                      \
+    }
+
+/*
+ * Create a communicator from config (fields left at their defaults are read
+ * from the environment, as jaccl_comm_init_env does).  Collective.  *comm is
+ * set only on success.  Errors: as jaccl_comm_init_env; JACCL_ERR_INVALID_ARGUMENT
+ * for an unknown config version.
+ */
+JACCL_API jaccl_result_t jaccl_comm_init(jaccl_comm_t *comm, const jaccl_config_t *config);
+
 /*
  * Create a communicator from the environment: JACCL_RANK (or MLX_RANK,
  * OMPI_COMM_WORLD_RANK, PMI_RANK, SLURM_PROCID), JACCL_SIZE (or the matching
@@ -73,6 +117,16 @@ typedef struct jaccl_comm *jaccl_comm_t;
  * JACCL_ERR_REMOTE, JACCL_ERR_NOMEM.  Details: jaccl_last_error(NULL).
  */
 JACCL_API jaccl_result_t jaccl_comm_init_env(jaccl_comm_t *comm);
+
+/*
+ * Split comm into groups of the ranks that pass the same color (>= 0), ranked
+ * by key then by rank in comm.  Collective over comm.  A rank passing
+ * JACCL_SPLIT_NOCOLOR gets *newcomm = NULL.  The new communicator shares
+ * comm's links; it stays valid after comm is destroyed.
+ */
+#define JACCL_SPLIT_NOCOLOR (-1)
+JACCL_API jaccl_result_t jaccl_comm_split(jaccl_comm_t comm, int color, int key,
+                                          jaccl_comm_t *newcomm);
 
 /* Close every link and free the communicator.  NULL is accepted. */
 JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm);

@@ -22,6 +22,7 @@ enum jaccl_coll {
 struct jaccl_algo_ctx {
     int rank, size;
     struct jaccl_tp *tp;
+    const int *peers; /* transport peer of each rank here; NULL: the same number */
     struct jaccl_err *err;
     int64_t deadline_ns;  /* of the call in progress */
     size_t seg_bytes;     /* receive-and-reduce segment: small enough to stay in cache */
@@ -92,6 +93,12 @@ void jaccl_algo_part(size_t len, int n, int i, size_t align, size_t *off, size_t
 
 /* A workspace of at least len bytes (grown once, kept for later calls). */
 jaccl_result_t jaccl_algo_work(struct jaccl_algo_ctx *c, size_t len, char **out);
+
+/* The transport's number for rank r of this context. */
+static inline int jaccl_algo_peer(const struct jaccl_algo_ctx *c, int r)
+{
+    return c->peers ? c->peers[r] : r;
+}
 
 /* Scratch needed by the engine for nred reducing streams. */
 size_t jaccl_algo_run_scratch(const struct jaccl_algo_ctx *c, int nred);

@@ -44,14 +44,14 @@ static int run_setup(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns, 
     int nx = 0;
     *nred = 0;
     for (int i = 0; i < ns; i++) {
-        int nl = c->tp->ops->links(c->tp, st[i].peer);
+        int peer = jaccl_algo_peer(c, st[i].peer), nl = c->tp->ops->links(c->tp, peer);
         int reduce = withred && st[i].dir == JACCL_XFER_RECV;
         if (nx + nl * (reduce ? 2 : 1) > c->xfers_cap) return -1;
         if (reduce && *nred + nl > RUN_MAX_RED * JACCL_MAX_LINKS) return -1;
         for (int l = 0; l < nl; l++) {
             size_t off, len;
             jaccl_algo_part(st[i].len, nl, l, 64, &off, &len);
-            struct jaccl_xfer x = {st[i].buf + off, len, 0, st[i].peer, l, st[i].dir};
+            struct jaccl_xfer x = {st[i].buf + off, len, 0, peer, l, st[i].dir};
             if (!reduce) {
                 c->xfers[nx++] = x;
                 continue;
@@ -98,6 +98,7 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
 {
     struct red_part red[RUN_MAX_RED * JACCL_MAX_LINKS];
     int nred;
+    c->tp->err = c->err; /* communicators split from one another share the transport */
     int nx = run_setup(c, st, ns, fn != NULL, red, &nred);
     if (nx < 0)
         return jaccl_err_set(c->err, JACCL_ERR_INTERNAL, "too many streams (%d) for one step", ns);

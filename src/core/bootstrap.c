@@ -148,12 +148,39 @@ static jaccl_result_t bs_join(struct jaccl_bootstrap *bs, const struct sockaddr_
     return JACCL_SUCCESS;
 }
 
+/* With the embedder's all-gather: listen on listen_host, take rank 0's job id. */
+static jaccl_result_t bs_user(struct jaccl_bootstrap *bs, const struct jaccl_env *env,
+                              int64_t deadline)
+{
+    char host[256] = "127.0.0.1";
+    if (env->listen_host[0])
+        snprintf(host, sizeof(host), "%s", env->listen_host);
+    else
+        gethostname(host, sizeof(host));
+    jaccl_result_t rc =
+        jaccl_sock_resolve(host, "0", "listen", &bs->local, &bs->local_len, bs->err);
+    if (rc != JACCL_SUCCESS) return rc;
+    uint64_t mine, *all = malloc(sizeof(mine) * (size_t)bs->size);
+    if (!all) return jaccl_err_set(bs->err, JACCL_ERR_NOMEM, "bootstrap: out of memory");
+    if (getrandom(&mine, sizeof(mine), 0) != sizeof(mine)) mine = (uint64_t)jaccl_now_ns();
+    rc = jaccl_bootstrap_allgather(bs, &mine, sizeof(mine), all, deadline);
+    if (rc == JACCL_SUCCESS) bs->job_id = all[0];
+    free(all);
+    return rc;
+}
+
 jaccl_result_t jaccl_bootstrap_init(struct jaccl_bootstrap *bs, const struct jaccl_env *env,
                                     int64_t deadline_ns, struct jaccl_err *e)
 {
     struct sockaddr_storage addr;
     socklen_t len;
-    *bs = (struct jaccl_bootstrap){.rank = env->rank, .size = env->size, .fd = -1, .err = e};
+    *bs = (struct jaccl_bootstrap){.rank = env->rank,
+                                   .size = env->size,
+                                   .fd = -1,
+                                   .err = e,
+                                   .user_fn = env->allgather,
+                                   .user = env->allgather_user};
+    if (bs->user_fn) return bs_user(bs, env, deadline_ns);
     jaccl_result_t rc =
         jaccl_sock_resolve(env->coord_host, env->coord_port, "JACCL_COORDINATOR", &addr, &len, e);
     if (rc != JACCL_SUCCESS) return rc;
@@ -170,6 +197,13 @@ jaccl_result_t jaccl_bootstrap_allgather(struct jaccl_bootstrap *bs, const void 
     char *out = all;
     jaccl_result_t rc = JACCL_SUCCESS;
     if (len > BS_MAX_RECORD) return JACCL_ERR_INTERNAL;
+    if (bs->user_fn) {
+        rc = bs->user_fn(mine, all, len, bs->user);
+        if (rc != JACCL_SUCCESS)
+            return jaccl_err_set(bs->err, rc, "the embedder's allgather callback failed (%s)",
+                                 jaccl_result_string(rc));
+        return JACCL_SUCCESS;
+    }
     memcpy(out + (size_t)bs->rank * len, mine, len);
     if (bs->rank != 0) {
         rc = jaccl_sock_write_all(bs->fd, mine, len, deadline_ns, "the coordinator", bs->err);

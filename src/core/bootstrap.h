@@ -1,6 +1,7 @@
 /*
- * Bootstrap: a star of TCP connections through the coordinator (rank 0),
- * used to agree on a job id and to exchange small records at init.
+ * Bootstrap: a star of TCP connections through the coordinator (rank 0), or
+ * the embedder's own all-gather, used to agree on a job id and to exchange
+ * small records at init.
  */
 #ifndef JACCL_CORE_BOOTSTRAP_H
 #define JACCL_CORE_BOOTSTRAP_H
@@ -17,6 +18,8 @@ struct jaccl_bootstrap {
     struct sockaddr_storage local; /* our address as seen on the coordinator's network */
     socklen_t local_len;
     struct jaccl_err *err;
+    jaccl_allgather_fn user_fn; /* the embedder's all-gather, used instead of the star */
+    void *user;
 };
 
 jaccl_result_t jaccl_bootstrap_init(struct jaccl_bootstrap *bs, const struct jaccl_env *env,

@@ -77,6 +77,7 @@ static jaccl_result_t comm_open_transport(struct jaccl_comm *c, struct jaccl_tp_
         }
         if (rc != JACCL_SUCCESS) return rc;
         c->tp->ops = ops;
+        c->tp->refs = 1;
         addr[JACCL_TP_ADDR_MAX] = (char)i;
         log_info("transport %s chosen%s", ops->name, forced ? " (JACCL_TRANSPORT)" : "");
         return JACCL_SUCCESS;
@@ -130,9 +131,11 @@ static jaccl_result_t comm_setup_algos(struct jaccl_comm *c)
                                  .oneshot_bytes = ONESHOT_BYTES,
                                  .gamma_Bps = 8e9,
                                  .ring_bidir = c->env.ring_bidir};
-    for (int p = 0; c->tp && p < c->size; p++)
-        if (p != c->rank && c->tp->ops->links(c->tp, p) > a->max_links)
-            a->max_links = c->tp->ops->links(c->tp, p);
+    a->peers = c->peers;
+    for (int p = 0; c->tp && p < c->size; p++) {
+        int links = c->tp->ops->links(c->tp, jaccl_algo_peer(a, p));
+        if (p != c->rank && links > a->max_links) a->max_links = links;
+    }
     size_t n = (size_t)c->size, need = jaccl_algo_run_scratch(a, 2);
     if (n * a->oneshot_bytes > need) need = n * a->oneshot_bytes;
     if (n * a->seg_bytes > need) need = n * a->seg_bytes;
@@ -147,9 +150,9 @@ static jaccl_result_t comm_setup_algos(struct jaccl_comm *c)
     return JACCL_SUCCESS;
 }
 
-static jaccl_result_t comm_init(struct jaccl_comm *c)
+static jaccl_result_t comm_init(struct jaccl_comm *c, const jaccl_config_t *cfg)
 {
-    jaccl_result_t rc = jaccl_env_parse(&c->env, &c->err);
+    jaccl_result_t rc = jaccl_env_parse(&c->env, cfg, &c->err);
     if (rc != JACCL_SUCCESS) return rc;
     c->rank = c->env.rank;
     c->size = c->env.size;
@@ -168,22 +171,34 @@ static jaccl_result_t comm_init(struct jaccl_comm *c)
     return rc;
 }
 
-JACCL_API jaccl_result_t jaccl_comm_init_env(jaccl_comm_t *comm)
+JACCL_API const char *jaccl_version(void)
+{
+    return JACCL_VERSION_STRING;
+}
+
+static struct jaccl_comm *comm_alloc(const char *call)
+{
+    struct jaccl_comm *c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(init_error, sizeof(init_error), "%s: out of memory", call);
+        return NULL;
+    }
+    c->err = (struct jaccl_err){.rank = -1, .call = call};
+    c->bs.fd = -1;
+    return c;
+}
+
+JACCL_API jaccl_result_t jaccl_comm_init(jaccl_comm_t *comm, const jaccl_config_t *config)
 {
     jaccl_log_init();
     init_error[0] = '\0';
     if (!comm) {
-        snprintf(init_error, sizeof(init_error), "jaccl_comm_init_env: comm is NULL");
+        snprintf(init_error, sizeof(init_error), "jaccl_comm_init: comm is NULL");
         return JACCL_ERR_INVALID_ARGUMENT;
     }
-    struct jaccl_comm *c = calloc(1, sizeof(*c));
-    if (!c) {
-        snprintf(init_error, sizeof(init_error), "jaccl_comm_init_env: out of memory");
-        return JACCL_ERR_NOMEM;
-    }
-    c->err = (struct jaccl_err){.rank = -1, .call = "jaccl_comm_init_env"};
-    c->bs.fd = -1;
-    jaccl_result_t rc = comm_init(c);
+    struct jaccl_comm *c = comm_alloc(config ? "jaccl_comm_init" : "jaccl_comm_init_env");
+    if (!c) return JACCL_ERR_NOMEM;
+    jaccl_result_t rc = comm_init(c, config);
     if (rc != JACCL_SUCCESS) {
         snprintf(init_error, sizeof(init_error), "%s", c->err.msg);
         jaccl_comm_destroy(c);
@@ -194,10 +209,85 @@ JACCL_API jaccl_result_t jaccl_comm_init_env(jaccl_comm_t *comm)
     return JACCL_SUCCESS;
 }
 
+JACCL_API jaccl_result_t jaccl_comm_init_env(jaccl_comm_t *comm)
+{
+    return jaccl_comm_init(comm, NULL);
+}
+
+/* Ranks of the new group, in order of (key, rank in the parent). */
+static int split_members(const int32_t *all, int n, int color, int *members)
+{
+    int m = 0;
+    for (int r = 0; r < n; r++) {
+        if (all[3 * r] != color) continue;
+        int i = m++;
+        while (i > 0 && (all[3 * members[i - 1] + 1] > all[3 * r + 1])) {
+            members[i] = members[i - 1];
+            i--;
+        }
+        members[i] = r;
+    }
+    return m;
+}
+
+/* A communicator over some of parent's ranks, sharing its transport. */
+static jaccl_result_t split_build(struct jaccl_comm *parent, const int *members, int m,
+                                  struct jaccl_comm **out)
+{
+    struct jaccl_comm *c = comm_alloc("jaccl_comm_split");
+    int *peers = c ? malloc(sizeof(int) * (size_t)m) : NULL;
+    if (!peers) {
+        free(c);
+        return jaccl_err_set(&parent->err, JACCL_ERR_NOMEM, "out of memory");
+    }
+    c->env = parent->env;
+    c->size = m;
+    for (int i = 0; i < m; i++) {
+        peers[i] = jaccl_algo_peer(&parent->actx, members[i]);
+        if (members[i] == parent->rank) c->rank = i;
+    }
+    c->peers = peers;
+    c->err.rank = c->rank;
+    c->tp = parent->tp;
+    if (c->tp) c->tp->refs++;
+    jaccl_result_t rc = comm_setup_algos(c);
+    if (rc != JACCL_SUCCESS) {
+        snprintf(parent->err.msg, sizeof(parent->err.msg), "%s", c->err.msg);
+        jaccl_comm_destroy(c);
+        return rc;
+    }
+    *out = c;
+    return JACCL_SUCCESS;
+}
+
+JACCL_API jaccl_result_t jaccl_comm_split(jaccl_comm_t comm, int color, int key,
+                                          jaccl_comm_t *newcomm)
+{
+    if (!comm || !newcomm) return JACCL_ERR_INVALID_ARGUMENT;
+    if (color < JACCL_SPLIT_NOCOLOR)
+        return jaccl_err_set(&comm->err, JACCL_ERR_INVALID_ARGUMENT,
+                             "color %d is negative "
+                             "(use a color >= 0 or JACCL_SPLIT_NOCOLOR)",
+                             color);
+    int32_t mine[3] = {color, key, comm->rank}, *all = malloc(sizeof(mine) * (size_t)comm->size);
+    int *members = malloc(sizeof(int) * (size_t)comm->size);
+    jaccl_result_t rc = all && members ? JACCL_SUCCESS : JACCL_ERR_NOMEM;
+    if (rc == JACCL_SUCCESS) rc = jaccl_allgather(mine, all, 3, JACCL_INT32, comm);
+    comm->err.call = "jaccl_comm_split";
+    if (rc == JACCL_SUCCESS && color == JACCL_SPLIT_NOCOLOR)
+        *newcomm = NULL;
+    else if (rc == JACCL_SUCCESS)
+        rc = split_build(comm, members, split_members(all, comm->size, color, members), newcomm);
+    free(members);
+    free(all);
+    return rc;
+}
+
 JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm)
 {
     if (!comm) return JACCL_SUCCESS;
-    if (comm->tp) comm->tp->ops->close(comm->tp);
+    if (comm->tp && --comm->tp->refs == 0) comm->tp->ops->close(comm->tp);
+    free(comm->peers);
     jaccl_bootstrap_close(&comm->bs);
     free(comm->actx.scratch);
     free(comm->actx.xfers);

@@ -14,6 +14,7 @@ struct jaccl_comm {
     struct jaccl_env env;
     struct jaccl_bootstrap bs;
     struct jaccl_tp *tp;
+    int *peers; /* split: the transport's number for each rank here; NULL otherwise */
     struct jaccl_algo_ctx actx;
 };
 

@@ -43,6 +43,21 @@ static jaccl_result_t env_int(const char *name, long lo, long hi, long *out, str
     return JACCL_SUCCESS;
 }
 
+static jaccl_result_t config_rank_size(struct jaccl_env *env, const jaccl_config_t *cfg,
+                                       struct jaccl_err *e)
+{
+    if (cfg->size < 1 || cfg->rank < 0 || cfg->rank >= cfg->size)
+        return jaccl_err_set(e, JACCL_ERR_CONFIG,
+                             "config: rank %d is out of range for size %d "
+                             "(set both, or both to -1 to read the environment)",
+                             cfg->rank, cfg->size);
+    env->rank = cfg->rank;
+    env->size = cfg->size;
+    env->rank_var = "config.rank";
+    env->size_var = "config.size";
+    return JACCL_SUCCESS;
+}
+
 static jaccl_result_t env_rank_size(struct jaccl_env *env, struct jaccl_err *e)
 {
     size_t n = sizeof(rank_sources) / sizeof(rank_sources[0]), i;
@@ -79,12 +94,14 @@ static jaccl_result_t env_rank_size(struct jaccl_env *env, struct jaccl_err *e)
     return JACCL_SUCCESS;
 }
 
-static jaccl_result_t env_coordinator(struct jaccl_env *env, struct jaccl_err *e)
+static jaccl_result_t env_coordinator(struct jaccl_env *env, const char *cfg_value,
+                                      struct jaccl_err *e)
 {
-    const char *name = "JACCL_COORDINATOR", *v = env_get(name);
+    const char *name = "config.coordinator", *v = cfg_value;
+    if (!v) v = env_get(name = "JACCL_COORDINATOR");
     if (!v) v = env_get(name = "MLX_JACCL_COORDINATOR");
     if (!v) {
-        if (env->size == 1) return JACCL_SUCCESS;
+        if (env->size == 1 || env->allgather) return JACCL_SUCCESS;
         return jaccl_err_set(e, JACCL_ERR_CONFIG,
                              "JACCL_COORDINATOR is not set; set it to "
                              "host:port where rank 0 listens (e.g. 10.0.0.1:29500), the same on "
@@ -99,10 +116,14 @@ static jaccl_result_t env_coordinator(struct jaccl_env *env, struct jaccl_err *e
     return JACCL_SUCCESS;
 }
 
-static jaccl_result_t env_timeout(struct jaccl_env *env, struct jaccl_err *e)
+static jaccl_result_t env_timeout(struct jaccl_env *env, double cfg_value, struct jaccl_err *e)
 {
     const char *v = env_get("JACCL_TIMEOUT");
     env->timeout_s = 120;
+    if (cfg_value > 0) {
+        env->timeout_s = cfg_value;
+        return JACCL_SUCCESS;
+    }
     if (!v) return JACCL_SUCCESS;
     char *end;
     double t = strtod(v, &end);
@@ -115,9 +136,10 @@ static jaccl_result_t env_timeout(struct jaccl_env *env, struct jaccl_err *e)
     return JACCL_SUCCESS;
 }
 
-static jaccl_result_t env_transport(struct jaccl_env *env, struct jaccl_err *e)
+static jaccl_result_t env_transport(struct jaccl_env *env, const char *cfg_value,
+                                    struct jaccl_err *e)
 {
-    const char *v = env_get("JACCL_TRANSPORT");
+    const char *v = cfg_value ? cfg_value : env_get("JACCL_TRANSPORT");
     snprintf(env->transport, sizeof(env->transport), "%s", v ? v : "auto");
     if (!v || strcmp(v, "auto") == 0 || jaccl_transport_find(v)) return JACCL_SUCCESS;
     char names[128] = "auto";
@@ -183,14 +205,31 @@ static jaccl_result_t env_tuning(struct jaccl_env *env, struct jaccl_err *e)
     return rc;
 }
 
-jaccl_result_t jaccl_env_parse(struct jaccl_env *env, struct jaccl_err *e)
+jaccl_result_t jaccl_env_parse(struct jaccl_env *env, const jaccl_config_t *cfg,
+                               struct jaccl_err *e)
 {
+    static const jaccl_config_t none = JACCL_CONFIG_INIT;
+    jaccl_result_t rc = JACCL_SUCCESS;
     memset(env, 0, sizeof(*env));
-    jaccl_result_t rc = env_rank_size(env, e);
-    if (rc == JACCL_SUCCESS) rc = env_coordinator(env, e);
-    if (rc == JACCL_SUCCESS) rc = env_timeout(env, e);
-    if (rc == JACCL_SUCCESS) rc = env_transport(env, e);
-    if (rc == JACCL_SUCCESS) rc = jaccl_env_parse_algo(env_get("JACCL_ALGO"), env->algo, e);
+    if (!cfg) cfg = &none;
+    if (cfg->version != JACCL_CONFIG_VERSION)
+        return jaccl_err_set(e, JACCL_ERR_INVALID_ARGUMENT,
+                             "config.version is %u, expected %u: "
+                             "start from JACCL_CONFIG_INIT",
+                             cfg->version, JACCL_CONFIG_VERSION);
+    env->allgather = cfg->allgather;
+    env->allgather_user = cfg->allgather_user;
+    if (cfg->listen_host)
+        snprintf(env->listen_host, sizeof(env->listen_host), "%s", cfg->listen_host);
+    if (cfg->rank == -1 && cfg->size == -1)
+        rc = env_rank_size(env, e);
+    else
+        rc = config_rank_size(env, cfg, e);
+    if (rc == JACCL_SUCCESS) rc = env_coordinator(env, cfg->coordinator, e);
+    if (rc == JACCL_SUCCESS) rc = env_timeout(env, cfg->timeout_s, e);
+    if (rc == JACCL_SUCCESS) rc = env_transport(env, cfg->transport, e);
+    const char *algo = cfg->algo ? cfg->algo : env_get("JACCL_ALGO");
+    if (rc == JACCL_SUCCESS) rc = jaccl_env_parse_algo(algo, env->algo, e);
     if (rc == JACCL_SUCCESS) rc = env_tuning(env, e);
     return rc;
 }

@@ -19,10 +19,17 @@ struct jaccl_env {
     int tcp_sockets;
     int64_t spin_ns;
     int ring_bidir;
+    jaccl_allgather_fn allgather; /* the embedder's rendezvous, replacing the coordinator */
+    void *allgather_user;
+    char listen_host[256];
 };
 
-/* Fill env from getenv(); on failure the message names the variable and what to do. */
-jaccl_result_t jaccl_env_parse(struct jaccl_env *env, struct jaccl_err *e);
+/*
+ * Fill env from cfg where it sets a field, else from getenv(); cfg may be NULL.
+ * On failure the message names the variable (or config field) and what to do.
+ */
+jaccl_result_t jaccl_env_parse(struct jaccl_env *env, const jaccl_config_t *cfg,
+                               struct jaccl_err *e);
 
 /* Parse a JACCL_ALGO value ("ring", "allreduce:ring,allgather:mesh", "auto") into algo[]. */
 jaccl_result_t jaccl_env_parse_algo(const char *s, const struct jaccl_algo_ops **algo,

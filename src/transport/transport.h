@@ -46,6 +46,7 @@ struct jaccl_tp {
     const struct jaccl_transport_ops *ops;
     int rank, size;
     struct jaccl_err *err;
+    int refs;        /* communicators sharing this instance (split shares links) */
     double alpha_s;  /* per-message latency, for the selector */
     double beta_Bps; /* per-link bandwidth, for the selector */
 };

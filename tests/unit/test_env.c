@@ -44,7 +44,7 @@ static jaccl_result_t parse_with(struct jaccl_env *env, struct jaccl_err *e, con
     clear_env(NULL);
     for (; *kv; kv += 2) setenv(kv[0], kv[1], 1);
     *e = (struct jaccl_err){.rank = -1};
-    return jaccl_env_parse(env, e);
+    return jaccl_env_parse(env, NULL, e);
 }
 
 static void test_defaults_single_rank(void **state)
