@@ -218,6 +218,20 @@ JACCL_API jaccl_result_t jaccl_barrier(jaccl_comm_t comm);
 JACCL_API jaccl_result_t jaccl_alltoall(const void *sendbuf, void *recvbuf, size_t count,
                                         jaccl_dtype_t dtype, jaccl_comm_t comm);
 
+/*
+ * Group point-to-point calls: between jaccl_group_start() and
+ * jaccl_group_end(), jaccl_send and jaccl_recv are recorded, not run, and
+ * return JACCL_SUCCESS; jaccl_group_end runs them all at once, so a halo
+ * exchange or a pipeline boundary cannot deadlock whatever the order and
+ * size.  Buffers must stay valid until jaccl_group_end returns.  Groups nest
+ * (only the outermost end runs them) and are per thread.  Collectives inside a
+ * group return JACCL_ERR_INVALID_USAGE.
+ * jaccl_group_end errors: the first failing call's, with its detail in
+ * jaccl_last_error of its communicator; JACCL_ERR_INVALID_USAGE without a start.
+ */
+JACCL_API jaccl_result_t jaccl_group_start(void);
+JACCL_API jaccl_result_t jaccl_group_end(void);
+
 /* Size in bytes of one element of dtype, or 0 for an unknown dtype. */
 JACCL_API size_t jaccl_dtype_size(jaccl_dtype_t dtype);
 

@@ -12,6 +12,10 @@ jaccl_result_t jaccl_call_begin(struct jaccl_comm *c, const char *call)
 {
     c->err.call = call;
     c->err.msg[0] = '\0';
+    if (jaccl_group_active() && strcmp(call, "jaccl_send") != 0 && strcmp(call, "jaccl_recv") != 0)
+        return jaccl_err_set(&c->err, JACCL_ERR_INVALID_USAGE,
+                             "only jaccl_send and jaccl_recv "
+                             "may be called between jaccl_group_start and jaccl_group_end");
     if (c->failed != JACCL_SUCCESS)
         return jaccl_err_set(&c->err, c->failed,
                              "the communicator failed earlier and cannot be "
@@ -97,7 +101,7 @@ static jaccl_op_t algo_op(jaccl_op_t op)
 JACCL_API jaccl_result_t jaccl_allreduce(const void *sendbuf, void *recvbuf, size_t count,
                                          jaccl_dtype_t dtype, jaccl_op_t op, jaccl_comm_t comm)
 {
-    size_t bytes;
+    size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_allreduce");
     if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, count, dtype, &bytes);
@@ -120,7 +124,7 @@ JACCL_API jaccl_result_t jaccl_allreduce(const void *sendbuf, void *recvbuf, siz
 JACCL_API jaccl_result_t jaccl_allgather(const void *sendbuf, void *recvbuf, size_t sendcount,
                                          jaccl_dtype_t dtype, jaccl_comm_t comm)
 {
-    size_t bytes;
+    size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_allgather");
     if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, sendcount, dtype, &bytes);
@@ -141,7 +145,7 @@ JACCL_API jaccl_result_t jaccl_allgather(const void *sendbuf, void *recvbuf, siz
 JACCL_API jaccl_result_t jaccl_reduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
                                               jaccl_dtype_t dtype, jaccl_op_t op, jaccl_comm_t comm)
 {
-    size_t bytes;
+    size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_reduce_scatter");
     if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, recvcount, dtype, &bytes);
@@ -166,7 +170,7 @@ JACCL_API jaccl_result_t jaccl_reduce_scatter(const void *sendbuf, void *recvbuf
 JACCL_API jaccl_result_t jaccl_broadcast(const void *sendbuf, void *recvbuf, size_t count,
                                          jaccl_dtype_t dtype, int root, jaccl_comm_t comm)
 {
-    size_t bytes;
+    size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_broadcast");
     if (rc == JACCL_SUCCESS) rc = check_root(comm, root);
@@ -187,7 +191,7 @@ JACCL_API jaccl_result_t jaccl_reduce(const void *sendbuf, void *recvbuf, size_t
                                       jaccl_dtype_t dtype, jaccl_op_t op, int root,
                                       jaccl_comm_t comm)
 {
-    size_t bytes;
+    size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_reduce");
     if (rc == JACCL_SUCCESS) rc = check_root(comm, root);
@@ -222,7 +226,7 @@ JACCL_API jaccl_result_t jaccl_barrier(jaccl_comm_t comm)
 JACCL_API jaccl_result_t jaccl_alltoall(const void *sendbuf, void *recvbuf, size_t count,
                                         jaccl_dtype_t dtype, jaccl_comm_t comm)
 {
-    size_t bytes;
+    size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_alltoall");
     if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, count, dtype, &bytes);
@@ -249,7 +253,7 @@ JACCL_API jaccl_result_t jaccl_alltoall(const void *sendbuf, void *recvbuf, size
 static jaccl_result_t point_to_point(struct jaccl_comm *comm, const char *call, int dir, void *buf,
                                      size_t count, jaccl_dtype_t dtype, int peer)
 {
-    size_t bytes;
+    size_t bytes = 0;
     jaccl_result_t rc = jaccl_call_begin(comm, call);
     if (rc == JACCL_SUCCESS) rc = check_buffers(comm, buf, buf, count, dtype, &bytes);
     if (rc != JACCL_SUCCESS) return rc;
@@ -259,6 +263,7 @@ static jaccl_result_t point_to_point(struct jaccl_comm *comm, const char *call, 
                              peer == comm->rank ? "this rank" : "out of range", comm->size - 1);
     if (count == 0) return JACCL_SUCCESS;
     struct jaccl_stream st = {dir, peer, buf, bytes, NULL};
+    if (jaccl_group_active()) return jaccl_group_add(comm, &st);
     return jaccl_call_end(comm, jaccl_algo_run(&comm->actx, &st, 1, NULL, 0));
 }
 

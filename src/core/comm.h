@@ -23,6 +23,10 @@ jaccl_result_t jaccl_call_begin(struct jaccl_comm *c, const char *call);
 /* End a call: after a failed transfer the communicator refuses further calls. */
 jaccl_result_t jaccl_call_end(struct jaccl_comm *c, jaccl_result_t rc);
 
+/* Grouped calls (group.c): inside a group, point-to-point calls are recorded. */
+int jaccl_group_active(void);
+jaccl_result_t jaccl_group_add(struct jaccl_comm *c, const struct jaccl_stream *st);
+
 /* The algorithm for coll on a message of bytes: forced by JACCL_ALGO, else cheapest. */
 const struct jaccl_algo_ops *jaccl_select(const struct jaccl_comm *comm, enum jaccl_coll coll,
                                           size_t bytes);
