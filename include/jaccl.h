@@ -232,6 +232,49 @@ JACCL_API jaccl_result_t jaccl_alltoall(const void *sendbuf, void *recvbuf, size
 JACCL_API jaccl_result_t jaccl_group_start(void);
 JACCL_API jaccl_result_t jaccl_group_end(void);
 
+/*
+ * Non-blocking calls.  Each starts the operation and sets *request; the
+ * operation runs on the communicator's progress thread (started by the first
+ * such call), so the caller can compute meanwhile.  Operations on a
+ * communicator complete in the order they were issued, blocking calls
+ * included.  Sends and receives start when the caller next waits, tests or
+ * issues a collective, all together, so isend/irecv pairs cannot deadlock.
+ * Buffers must stay untouched until the request completes.  Wait for every
+ * request before jaccl_comm_destroy.  Errors at issue: as the blocking form
+ * (argument errors are reported when the request completes).
+ */
+typedef struct jaccl_request *jaccl_request_t;
+
+JACCL_API jaccl_result_t jaccl_iallreduce(const void *sendbuf, void *recvbuf, size_t count,
+                                          jaccl_dtype_t dtype, jaccl_op_t op, jaccl_comm_t comm,
+                                          jaccl_request_t *request);
+JACCL_API jaccl_result_t jaccl_iallgather(const void *sendbuf, void *recvbuf, size_t sendcount,
+                                          jaccl_dtype_t dtype, jaccl_comm_t comm,
+                                          jaccl_request_t *request);
+JACCL_API jaccl_result_t jaccl_ireduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                               jaccl_dtype_t dtype, jaccl_op_t op,
+                                               jaccl_comm_t comm, jaccl_request_t *request);
+JACCL_API jaccl_result_t jaccl_ibroadcast(const void *sendbuf, void *recvbuf, size_t count,
+                                          jaccl_dtype_t dtype, int root, jaccl_comm_t comm,
+                                          jaccl_request_t *request);
+JACCL_API jaccl_result_t jaccl_ialltoall(const void *sendbuf, void *recvbuf, size_t count,
+                                         jaccl_dtype_t dtype, jaccl_comm_t comm,
+                                         jaccl_request_t *request);
+JACCL_API jaccl_result_t jaccl_isend(const void *buf, size_t count, jaccl_dtype_t dtype, int peer,
+                                     jaccl_comm_t comm, jaccl_request_t *request);
+JACCL_API jaccl_result_t jaccl_irecv(void *buf, size_t count, jaccl_dtype_t dtype, int peer,
+                                     jaccl_comm_t comm, jaccl_request_t *request);
+
+/*
+ * *done = 1 and the operation's result if request completed (the request is
+ * then freed), else *done = 0 and JACCL_SUCCESS.
+ */
+JACCL_API jaccl_result_t jaccl_test(jaccl_request_t request, int *done);
+/* Wait for request (no longer than JACCL_TIMEOUT per operation), free it, return its result. */
+JACCL_API jaccl_result_t jaccl_wait(jaccl_request_t request);
+/* jaccl_wait on each of n requests; returns the first failure. */
+JACCL_API jaccl_result_t jaccl_wait_all(int n, jaccl_request_t *requests);
+
 /* Size in bytes of one element of dtype, or 0 for an unknown dtype. */
 JACCL_API size_t jaccl_dtype_size(jaccl_dtype_t dtype);
 

@@ -103,6 +103,9 @@ JACCL_API jaccl_result_t jaccl_allreduce(const void *sendbuf, void *recvbuf, siz
 {
     size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    if (jaccl_worker_active(comm))
+        return jaccl_worker_call(comm, &(struct jaccl_call){JACCL_CALL_ALLREDUCE, sendbuf, recvbuf,
+                                                            count, dtype, op, 0});
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_allreduce");
     if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, count, dtype, &bytes);
     if (rc == JACCL_SUCCESS) rc = check_op(comm, dtype, op);
@@ -126,6 +129,9 @@ JACCL_API jaccl_result_t jaccl_allgather(const void *sendbuf, void *recvbuf, siz
 {
     size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    if (jaccl_worker_active(comm))
+        return jaccl_worker_call(comm, &(struct jaccl_call){JACCL_CALL_ALLGATHER, sendbuf, recvbuf,
+                                                            sendcount, dtype, 0, 0});
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_allgather");
     if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, sendcount, dtype, &bytes);
     const char *own = (const char *)recvbuf + (size_t)comm->rank * bytes;
@@ -147,6 +153,9 @@ JACCL_API jaccl_result_t jaccl_reduce_scatter(const void *sendbuf, void *recvbuf
 {
     size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    if (jaccl_worker_active(comm))
+        return jaccl_worker_call(comm, &(struct jaccl_call){JACCL_CALL_REDUCE_SCATTER, sendbuf,
+                                                            recvbuf, recvcount, dtype, op, 0});
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_reduce_scatter");
     if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, recvcount, dtype, &bytes);
     if (rc == JACCL_SUCCESS) rc = check_op(comm, dtype, op);
@@ -172,6 +181,9 @@ JACCL_API jaccl_result_t jaccl_broadcast(const void *sendbuf, void *recvbuf, siz
 {
     size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    if (jaccl_worker_active(comm))
+        return jaccl_worker_call(comm, &(struct jaccl_call){JACCL_CALL_BROADCAST, sendbuf, recvbuf,
+                                                            count, dtype, 0, root});
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_broadcast");
     if (rc == JACCL_SUCCESS) rc = check_root(comm, root);
     const void *s = comm->rank == root ? sendbuf : recvbuf; /* others' sendbuf is unused */
@@ -193,6 +205,9 @@ JACCL_API jaccl_result_t jaccl_reduce(const void *sendbuf, void *recvbuf, size_t
 {
     size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    if (jaccl_worker_active(comm))
+        return jaccl_worker_call(comm, &(struct jaccl_call){JACCL_CALL_REDUCE, sendbuf, recvbuf,
+                                                            count, dtype, op, root});
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_reduce");
     if (rc == JACCL_SUCCESS) rc = check_root(comm, root);
     void *r = comm->rank == root ? recvbuf : (void *)sendbuf; /* others' recvbuf is unused */
@@ -216,6 +231,9 @@ JACCL_API jaccl_result_t jaccl_barrier(jaccl_comm_t comm)
 {
     uint8_t token = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    if (jaccl_worker_active(comm))
+        return jaccl_worker_call(comm,
+                                 &(struct jaccl_call){JACCL_CALL_BARRIER, NULL, NULL, 0, 0, 0, 0});
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_barrier");
     if (rc != JACCL_SUCCESS || comm->size == 1) return rc;
     const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_ALLREDUCE, 1);
@@ -228,6 +246,9 @@ JACCL_API jaccl_result_t jaccl_alltoall(const void *sendbuf, void *recvbuf, size
 {
     size_t bytes = 0;
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    if (jaccl_worker_active(comm))
+        return jaccl_worker_call(
+            comm, &(struct jaccl_call){JACCL_CALL_ALLTOALL, sendbuf, recvbuf, count, dtype, 0, 0});
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_alltoall");
     if (rc == JACCL_SUCCESS) rc = check_buffers(comm, sendbuf, recvbuf, count, dtype, &bytes);
     size_t all = bytes * (size_t)comm->size;
@@ -271,6 +292,9 @@ JACCL_API jaccl_result_t jaccl_send(const void *buf, size_t count, jaccl_dtype_t
                                     jaccl_comm_t comm)
 {
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    if (jaccl_worker_active(comm))
+        return jaccl_worker_call(
+            comm, &(struct jaccl_call){JACCL_CALL_SEND, buf, NULL, count, dtype, 0, peer});
     return point_to_point(comm, "jaccl_send", JACCL_XFER_SEND, (void *)buf, count, dtype, peer);
 }
 
@@ -278,5 +302,8 @@ JACCL_API jaccl_result_t jaccl_recv(void *buf, size_t count, jaccl_dtype_t dtype
                                     jaccl_comm_t comm)
 {
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    if (jaccl_worker_active(comm))
+        return jaccl_worker_call(
+            comm, &(struct jaccl_call){JACCL_CALL_RECV, NULL, buf, count, dtype, 0, peer});
     return point_to_point(comm, "jaccl_recv", JACCL_XFER_RECV, buf, count, dtype, peer);
 }

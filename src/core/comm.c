@@ -286,6 +286,7 @@ JACCL_API jaccl_result_t jaccl_comm_split(jaccl_comm_t comm, int color, int key,
 JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm)
 {
     if (!comm) return JACCL_SUCCESS;
+    jaccl_worker_stop(comm);
     if (comm->tp && --comm->tp->refs == 0) comm->tp->ops->close(comm->tp);
     free(comm->peers);
     jaccl_bootstrap_close(&comm->bs);

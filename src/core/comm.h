@@ -15,6 +15,7 @@ struct jaccl_comm {
     struct jaccl_bootstrap bs;
     struct jaccl_tp *tp;
     int *peers; /* split: the transport's number for each rank here; NULL otherwise */
+    struct jaccl_worker *worker; /* progress thread, once a non-blocking call was made */
     struct jaccl_algo_ctx actx;
 };
 
@@ -22,6 +23,38 @@ struct jaccl_comm {
 jaccl_result_t jaccl_call_begin(struct jaccl_comm *c, const char *call);
 /* End a call: after a failed transfer the communicator refuses further calls. */
 jaccl_result_t jaccl_call_end(struct jaccl_comm *c, jaccl_result_t rc);
+
+/* A call's arguments, to queue it for the progress thread (request.c). */
+enum jaccl_call_kind {
+    JACCL_CALL_ALLREDUCE,
+    JACCL_CALL_ALLGATHER,
+    JACCL_CALL_REDUCE_SCATTER,
+    JACCL_CALL_BROADCAST,
+    JACCL_CALL_REDUCE,
+    JACCL_CALL_ALLTOALL,
+    JACCL_CALL_BARRIER,
+    JACCL_CALL_SEND,
+    JACCL_CALL_RECV,
+};
+
+struct jaccl_call {
+    enum jaccl_call_kind kind;
+    const void *s;
+    void *r;
+    size_t count;
+    jaccl_dtype_t dtype;
+    jaccl_op_t op;
+    int root; /* or the peer of a send or receive */
+};
+
+/* True when calls on c must go through its progress thread (we are not it). */
+int jaccl_worker_active(const struct jaccl_comm *c);
+jaccl_result_t jaccl_worker_submit(struct jaccl_comm *c, const struct jaccl_call *call,
+                                   jaccl_request_t *out);
+/* Queue a blocking call behind the non-blocking ones and wait for it. */
+jaccl_result_t jaccl_worker_call(struct jaccl_comm *c, const struct jaccl_call *call);
+/* Run what is queued, then stop the thread. */
+void jaccl_worker_stop(struct jaccl_comm *c);
 
 /* Grouped calls (group.c): inside a group, point-to-point calls are recorded. */
 int jaccl_group_active(void);

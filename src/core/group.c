@@ -70,6 +70,9 @@ JACCL_API jaccl_result_t jaccl_group_end(void)
         jaccl_result_t rc = group_run(group_ops[i].comm);
         if (first == JACCL_SUCCESS) first = rc;
     }
-    group_len = 0;
+    /* Free the list: a thread's last group must not leak it when the thread ends. */
+    free(group_ops);
+    group_ops = NULL;
+    group_len = group_cap = 0;
     return first;
 }

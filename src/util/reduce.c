@@ -17,7 +17,7 @@
  *
  * Complex64: float32 pairs (real, imaginary).  The sum is float32's on twice
  * as many floats; the product, (a+bi)(c+di) = (ac-bd) + (ad+bc)i, rounds each
- * of the four products and then each sum: see cplx_prod for how no FMA can
+ * of the four products and then each sum: see CPLX_KERNELS for how no FMA can
  * creep in.  No min or max (NULL).
  *
  * On x86-64 with AVX2 and F16C, chosen at run time, the half kernels use
@@ -760,7 +760,7 @@ jaccl_reduce_fn jaccl_reduce_get(jaccl_dtype_t dtype, jaccl_op_t op)
 {
     if ((unsigned)dtype >= JACCL_DTYPE_COUNT || (unsigned)op >= JACCL_OP_COUNT) return NULL;
     if (op == JACCL_AVG) {
-        if (!portable_scale[dtype]) return NULL; /* bool: no AVG */
+        if (!portable_scale[dtype]) return NULL; /* AVG needs a scale: none for bool */
         op = JACCL_SUM; /* the division comes later, in jaccl_reduce_scale */
     }
 #ifdef REDUCE_X86

@@ -1,0 +1,291 @@
+/*
+ * Non-blocking calls: a progress thread per communicator runs queued
+ * operations in issue order.  While it exists, blocking calls queue too, so
+ * the order holds and only one thread ever drives the links.  Sends and
+ * receives wait in the queue until the caller flushes them (wait, test, or a
+ * later collective), then run together as one group: crossing isend/irecv
+ * pairs cannot deadlock.
+ */
+#include "core/comm.h"
+#include "util/log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct jaccl_request {
+    struct jaccl_comm *comm;
+    struct jaccl_call call;
+    jaccl_result_t rc;
+    int done, flushed;
+    char msg[JACCL_ERR_LEN];
+    struct jaccl_request *next;
+};
+
+struct jaccl_worker {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    struct jaccl_request *head, *tail;
+    int stop;
+};
+
+static _Thread_local int in_worker;
+
+int jaccl_worker_active(const struct jaccl_comm *c)
+{
+    return c->worker && !in_worker;
+}
+
+static int is_p2p(const struct jaccl_request *q)
+{
+    return q->call.kind == JACCL_CALL_SEND || q->call.kind == JACCL_CALL_RECV;
+}
+
+static jaccl_result_t call_run(struct jaccl_comm *c, const struct jaccl_call *k)
+{
+    switch (k->kind) {
+    case JACCL_CALL_ALLREDUCE:
+        return jaccl_allreduce(k->s, k->r, k->count, k->dtype, k->op, c);
+    case JACCL_CALL_ALLGATHER:
+        return jaccl_allgather(k->s, k->r, k->count, k->dtype, c);
+    case JACCL_CALL_REDUCE_SCATTER:
+        return jaccl_reduce_scatter(k->s, k->r, k->count, k->dtype, k->op, c);
+    case JACCL_CALL_BROADCAST:
+        return jaccl_broadcast(k->s, k->r, k->count, k->dtype, k->root, c);
+    case JACCL_CALL_REDUCE:
+        return jaccl_reduce(k->s, k->r, k->count, k->dtype, k->op, k->root, c);
+    case JACCL_CALL_ALLTOALL:
+        return jaccl_alltoall(k->s, k->r, k->count, k->dtype, c);
+    case JACCL_CALL_BARRIER:
+        return jaccl_barrier(c);
+    case JACCL_CALL_SEND:
+        return jaccl_send(k->s, k->count, k->dtype, k->root, c);
+    case JACCL_CALL_RECV:
+        return jaccl_recv(k->r, k->count, k->dtype, k->root, c);
+    }
+    return JACCL_ERR_INTERNAL;
+}
+
+/* Run the head request, or the run of flushed sends and receives at the head, as a group. */
+static void worker_run(struct jaccl_comm *c, struct jaccl_request *first, int n)
+{
+    jaccl_result_t rc;
+    struct jaccl_request *q = first;
+    if (!is_p2p(first)) {
+        rc = call_run(c, &first->call);
+    } else {
+        jaccl_group_start();
+        for (int i = 0; i < n; i++, q = q->next) call_run(c, &q->call);
+        rc = jaccl_group_end();
+    }
+    struct jaccl_worker *w = c->worker;
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0; i < n; i++, first = first->next) {
+        first->rc = rc;
+        snprintf(first->msg, sizeof(first->msg), "%s", c->err.msg);
+        first->done = 1;
+    }
+    pthread_cond_broadcast(&w->done);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* With the lock held: how many requests at the head can run now (0: none). */
+static int worker_ready(struct jaccl_worker *w)
+{
+    struct jaccl_request *q = w->head;
+    int n = 0;
+    if (!q) return 0;
+    if (!is_p2p(q)) return 1;
+    for (; q && is_p2p(q) && q->flushed; q = q->next) n++;
+    return n;
+}
+
+static void *worker_main(void *arg)
+{
+    struct jaccl_comm *c = arg;
+    struct jaccl_worker *w = c->worker;
+    in_worker = 1;
+    jaccl_log_set_rank(c->rank);
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        int n;
+        while (!(n = worker_ready(w)) && !w->stop) pthread_cond_wait(&w->work, &w->mu);
+        if (n == 0) break;
+        struct jaccl_request *first = w->head;
+        for (int i = 0; i < n; i++) w->head = w->head->next;
+        if (!w->head) w->tail = NULL;
+        pthread_mutex_unlock(&w->mu);
+        worker_run(c, first, n);
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static jaccl_result_t worker_start(struct jaccl_comm *c)
+{
+    struct jaccl_worker *w = calloc(1, sizeof(*w));
+    if (!w) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "cannot allocate a progress thread");
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->work, NULL);
+    pthread_cond_init(&w->done, NULL);
+    c->worker = w;
+    int err = pthread_create(&w->thread, NULL, worker_main, c);
+    if (err) {
+        c->worker = NULL;
+        free(w);
+        return jaccl_err_set(&c->err, JACCL_ERR_SYSTEM, "cannot start a progress thread: %s",
+                             strerror(err));
+    }
+    log_debug("progress thread started");
+    return JACCL_SUCCESS;
+}
+
+/* With the lock held: queued sends and receives may start. */
+static void worker_flush(struct jaccl_worker *w)
+{
+    for (struct jaccl_request *q = w->head; q; q = q->next) q->flushed = 1;
+    pthread_cond_signal(&w->work);
+}
+
+jaccl_result_t jaccl_worker_submit(struct jaccl_comm *c, const struct jaccl_call *call,
+                                   jaccl_request_t *out)
+{
+    if (!c || !out) return JACCL_ERR_INVALID_ARGUMENT;
+    if (!c->worker) {
+        jaccl_result_t rc = worker_start(c);
+        if (rc != JACCL_SUCCESS) return rc;
+    }
+    struct jaccl_request *q = calloc(1, sizeof(*q));
+    if (!q) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "cannot allocate a request");
+    *q = (struct jaccl_request){.comm = c, .call = *call};
+    struct jaccl_worker *w = c->worker;
+    pthread_mutex_lock(&w->mu);
+    if (w->tail)
+        w->tail->next = q;
+    else
+        w->head = q;
+    w->tail = q;
+    if (!is_p2p(q)) worker_flush(w); /* a collective behind them must not wait forever */
+    pthread_mutex_unlock(&w->mu);
+    *out = q;
+    return JACCL_SUCCESS;
+}
+
+jaccl_result_t jaccl_worker_call(struct jaccl_comm *c, const struct jaccl_call *call)
+{
+    jaccl_request_t q = NULL;
+    jaccl_result_t rc = jaccl_worker_submit(c, call, &q);
+    return rc == JACCL_SUCCESS ? jaccl_wait(q) : rc;
+}
+
+void jaccl_worker_stop(struct jaccl_comm *c)
+{
+    struct jaccl_worker *w = c->worker;
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    worker_flush(w);
+    w->stop = 1;
+    pthread_cond_signal(&w->work);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->work);
+    pthread_cond_destroy(&w->done);
+    free(w);
+    c->worker = NULL;
+}
+
+JACCL_API jaccl_result_t jaccl_test(jaccl_request_t q, int *done)
+{
+    if (!q || !done) return JACCL_ERR_INVALID_ARGUMENT;
+    struct jaccl_worker *w = q->comm->worker;
+    pthread_mutex_lock(&w->mu);
+    worker_flush(w);
+    *done = q->done;
+    pthread_mutex_unlock(&w->mu);
+    if (!*done) return JACCL_SUCCESS;
+    return jaccl_wait(q);
+}
+
+JACCL_API jaccl_result_t jaccl_wait(jaccl_request_t q)
+{
+    if (!q) return JACCL_ERR_INVALID_ARGUMENT;
+    struct jaccl_comm *c = q->comm;
+    struct jaccl_worker *w = c->worker;
+    pthread_mutex_lock(&w->mu);
+    worker_flush(w);
+    /* Every queued operation has its own deadline, so this wait ends. */
+    while (!q->done) pthread_cond_wait(&w->done, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    jaccl_result_t rc = q->rc;
+    if (rc != JACCL_SUCCESS) snprintf(c->err.msg, sizeof(c->err.msg), "%s", q->msg);
+    free(q);
+    return rc;
+}
+
+JACCL_API jaccl_result_t jaccl_wait_all(int n, jaccl_request_t *requests)
+{
+    jaccl_result_t first = JACCL_SUCCESS;
+    if (n < 0 || (n > 0 && !requests)) return JACCL_ERR_INVALID_ARGUMENT;
+    for (int i = 0; i < n; i++) {
+        jaccl_result_t rc = jaccl_wait(requests[i]);
+        if (first == JACCL_SUCCESS) first = rc;
+    }
+    return first;
+}
+
+#define SUBMIT(comm, req, ...)                                                                     \
+    do {                                                                                           \
+        struct jaccl_call k_ = {__VA_ARGS__};                                                      \
+        return jaccl_worker_submit((comm), &k_, (req));                                            \
+    } while (0)
+
+JACCL_API jaccl_result_t jaccl_iallreduce(const void *sendbuf, void *recvbuf, size_t count,
+                                          jaccl_dtype_t dtype, jaccl_op_t op, jaccl_comm_t comm,
+                                          jaccl_request_t *request)
+{
+    SUBMIT(comm, request, JACCL_CALL_ALLREDUCE, sendbuf, recvbuf, count, dtype, op, 0);
+}
+
+JACCL_API jaccl_result_t jaccl_iallgather(const void *sendbuf, void *recvbuf, size_t sendcount,
+                                          jaccl_dtype_t dtype, jaccl_comm_t comm,
+                                          jaccl_request_t *request)
+{
+    SUBMIT(comm, request, JACCL_CALL_ALLGATHER, sendbuf, recvbuf, sendcount, dtype, 0, 0);
+}
+
+JACCL_API jaccl_result_t jaccl_ireduce_scatter(const void *sendbuf, void *recvbuf, size_t recvcount,
+                                               jaccl_dtype_t dtype, jaccl_op_t op,
+                                               jaccl_comm_t comm, jaccl_request_t *request)
+{
+    SUBMIT(comm, request, JACCL_CALL_REDUCE_SCATTER, sendbuf, recvbuf, recvcount, dtype, op, 0);
+}
+
+JACCL_API jaccl_result_t jaccl_ibroadcast(const void *sendbuf, void *recvbuf, size_t count,
+                                          jaccl_dtype_t dtype, int root, jaccl_comm_t comm,
+                                          jaccl_request_t *request)
+{
+    SUBMIT(comm, request, JACCL_CALL_BROADCAST, sendbuf, recvbuf, count, dtype, 0, root);
+}
+
+JACCL_API jaccl_result_t jaccl_ialltoall(const void *sendbuf, void *recvbuf, size_t count,
+                                         jaccl_dtype_t dtype, jaccl_comm_t comm,
+                                         jaccl_request_t *request)
+{
+    SUBMIT(comm, request, JACCL_CALL_ALLTOALL, sendbuf, recvbuf, count, dtype, 0, 0);
+}
+
+JACCL_API jaccl_result_t jaccl_isend(const void *buf, size_t count, jaccl_dtype_t dtype, int peer,
+                                     jaccl_comm_t comm, jaccl_request_t *request)
+{
+    SUBMIT(comm, request, JACCL_CALL_SEND, buf, NULL, count, dtype, 0, peer);
+}
+
+JACCL_API jaccl_result_t jaccl_irecv(void *buf, size_t count, jaccl_dtype_t dtype, int peer,
+                                     jaccl_comm_t comm, jaccl_request_t *request)
+{
+    SUBMIT(comm, request, JACCL_CALL_RECV, NULL, buf, count, dtype, 0, peer);
+}
