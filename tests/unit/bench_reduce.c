@@ -19,9 +19,10 @@
 void jaccl_reduce_force_portable(int on);
 
 static const char *const dtype_names[JACCL_DTYPE_COUNT] = {
-    "int8", "uint8", "int32", "uint32", "int64", "uint64", "f16", "bf16", "f32", "f64"};
+    "int8", "uint8", "int32", "uint32", "int64", "uint64", "f16",
+    "bf16", "f32",   "f64",   "bool",   "int16", "uint16", "complex64"};
 static const char *const op_names[] = {"sum", "prod", "min", "max"};
-static const size_t dtype_sizes[JACCL_DTYPE_COUNT] = {1, 1, 4, 4, 8, 8, 2, 2, 4, 8};
+static const size_t dtype_sizes[JACCL_DTYPE_COUNT] = {1, 1, 4, 4, 8, 8, 2, 2, 4, 8, 1, 2, 2, 8};
 
 /* noinline so the loop is compiled once, as written, and not folded into the timing loop. */
 __attribute__((noinline)) static void plain_add(float *a, const float *b, size_t n)
@@ -100,7 +101,10 @@ static double time_job(const struct job *j)
     return best;
 }
 
-/* Small values, and b = 1 for floats, so repeated in-place runs stay finite and normal. */
+/*
+ * Small values, and b = 1 for floats (1 + 0i for complex64), so repeated
+ * in-place runs stay finite and normal.
+ */
 static void fill(jaccl_dtype_t dt, unsigned char *a, unsigned char *b, size_t n)
 {
     static const uint16_t one16[2] = {0x3c00, 0x3f80}; /* f16, bf16 1.0 */
@@ -114,6 +118,11 @@ static void fill(jaccl_dtype_t dt, unsigned char *a, unsigned char *b, size_t n)
         if (dt == JACCL_FLOAT16 || dt == JACCL_BFLOAT16) {
             va = vb = one16[dt == JACCL_BFLOAT16];
         }
+        if (dt == JACCL_COMPLEX64) {
+            float ca[2] = {fa, fa}, cb[2] = {1.0f, 0.0f};
+            memcpy(&va, ca, 8), memcpy(&vb, cb, 8);
+        }
+        if (dt == JACCL_BOOL) va &= 1, vb &= 1;
         memcpy(a + i * sz, &va, sz);
         memcpy(b + i * sz, &vb, sz);
     }
@@ -154,10 +163,11 @@ static void bench_size(size_t bytes)
     double f32_sum = 0, half_sum[2] = {0, 0};
     for (int dt = 0; dt < JACCL_DTYPE_COUNT; dt++) {
         for (int op = 0; op < 4; op++) {
+            jaccl_reduce_fn fn = jaccl_reduce_get((jaccl_dtype_t)dt, (jaccl_op_t)op);
+            if (!fn) continue; /* complex64 min/max: not defined */
             size_t n = bytes / dtype_sizes[dt];
             fill((jaccl_dtype_t)dt, a, b, n);
-            struct job k = {
-                K_KERNEL, jaccl_reduce_get((jaccl_dtype_t)dt, (jaccl_op_t)op), a, b, d, bytes, n};
+            struct job k = {K_KERNEL, fn, a, b, d, bytes, n};
             double s = time_job(&k);
             char name[64];
             snprintf(name, sizeof name, "%s %s", dtype_names[dt], op_names[op]);

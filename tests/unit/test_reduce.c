@@ -1,8 +1,9 @@
 /*
  * Unit tests for the reduction kernels (src/util/reduce.c): every dtype x op
  * against a plain reference, aliasing, vector tails, integer wrapping, AVG
- * scaling, half precision conversions against an independent reference, and
- * the SIMD kernels against the portable ones bit for bit.
+ * scaling, half precision conversions against an independent reference, bool
+ * and complex64 semantics, and the SIMD kernels against the portable ones bit
+ * for bit.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,8 +24,9 @@
 void jaccl_reduce_force_portable(int on);
 
 static const jaccl_dtype_t all_dtypes[] = {
-    JACCL_INT8,   JACCL_UINT8,   JACCL_INT32,    JACCL_UINT32,  JACCL_INT64,
-    JACCL_UINT64, JACCL_FLOAT16, JACCL_BFLOAT16, JACCL_FLOAT32, JACCL_FLOAT64,
+    JACCL_INT8,   JACCL_UINT8,   JACCL_INT32,    JACCL_UINT32,    JACCL_INT64,
+    JACCL_UINT64, JACCL_FLOAT16, JACCL_BFLOAT16, JACCL_FLOAT32,   JACCL_FLOAT64,
+    JACCL_BOOL,   JACCL_INT16,   JACCL_UINT16,   JACCL_COMPLEX64,
 };
 static const jaccl_op_t all_ops[] = {JACCL_SUM, JACCL_PROD, JACCL_MIN, JACCL_MAX, JACCL_AVG};
 #define N_DTYPES (sizeof all_dtypes / sizeof all_dtypes[0])
@@ -32,8 +34,16 @@ static const jaccl_op_t all_ops[] = {JACCL_SUM, JACCL_PROD, JACCL_MIN, JACCL_MAX
 
 static size_t esize(jaccl_dtype_t dt)
 {
-    static const size_t sz[JACCL_DTYPE_COUNT] = {1, 1, 4, 4, 8, 8, 2, 2, 4, 8};
+    static const size_t sz[JACCL_DTYPE_COUNT] = {1, 1, 4, 4, 8, 8, 2, 2, 4, 8, 1, 2, 2, 8};
     return sz[dt];
+}
+
+/* Bool has no AVG, complex64 no MIN or MAX: jaccl_reduce_get gives NULL for them. */
+static int op_defined(jaccl_dtype_t dt, jaccl_op_t op)
+{
+    if (dt == JACCL_BOOL) return op != JACCL_AVG;
+    if (dt == JACCL_COMPLEX64) return op != JACCL_MIN && op != JACCL_MAX;
+    return 1;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -160,15 +170,39 @@ static uint64_t rnd_float_bits(int is_f32)
     return sign | exp << mbits | mant;
 }
 
+/*
+ * A bool byte: false half the time, else any nonzero byte (0x01 and 0x80
+ * more often than the rest).
+ */
+static uint64_t rnd_bool(void)
+{
+    uint64_t r = rnd();
+    switch (r % 8) {
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+        return 0;
+    case 4:
+        return 0x01;
+    case 5:
+        return 0x80;
+    default:
+        return 1 + (r >> 8) % 255;
+    }
+}
+
 static void fill_random(jaccl_dtype_t dt, void *buf, size_t n)
 {
     unsigned char *p = buf;
     size_t sz = esize(dt);
     for (size_t i = 0; i < n; i++) {
         /* Every bit pattern for ints and halves; floats weighted as above. */
-        uint64_t r = dt == JACCL_FLOAT32   ? rnd_float_bits(1)
-                     : dt == JACCL_FLOAT64 ? rnd_float_bits(0)
-                                           : rnd();
+        uint64_t r = dt == JACCL_FLOAT32     ? rnd_float_bits(1)
+                     : dt == JACCL_FLOAT64   ? rnd_float_bits(0)
+                     : dt == JACCL_BOOL      ? rnd_bool()
+                     : dt == JACCL_COMPLEX64 ? rnd_float_bits(1) | rnd_float_bits(1) << 32
+                                             : rnd();
         put_bits(p + i * sz, r, sz);
     }
 }
@@ -239,9 +273,41 @@ static uint64_t ref_int(jaccl_op_t op, uint64_t a, uint64_t b, int bits, int is_
     }
 }
 
+/* Bool: nonzero is true; SUM and MAX are OR, PROD and MIN AND; the result is 0 or 1. */
+static uint64_t ref_bool(jaccl_op_t op, uint64_t a, uint64_t b)
+{
+    int x = (a & 0xff) != 0, y = (b & 0xff) != 0;
+    return op == JACCL_PROD || op == JACCL_MIN ? (x && y) : (x || y);
+}
+
+/*
+ * Complex64 (low 32 bits real, high imaginary): the sum per component, the
+ * product (ac - bd) + (ad + bc)i with each product and each sum rounded to
+ * float32.  Each product of two floats is exact in double, so converting it
+ * to float is the float32 product, fused or not: this reference does not
+ * depend on how the compiler treats a * b - c * d.
+ */
+static uint64_t ref_c64(jaccl_op_t op, uint64_t x, uint64_t y)
+{
+    float a = bitsf((uint32_t)x), b = bitsf((uint32_t)(x >> 32));
+    float c = bitsf((uint32_t)y), d = bitsf((uint32_t)(y >> 32));
+    float re, im;
+    if (op == JACCL_PROD) {
+        float ac = (float)((double)a * c), bd = (float)((double)b * d);
+        float ad = (float)((double)a * d), bc = (float)((double)b * c);
+        re = ac - bd;
+        im = ad + bc;
+    } else {
+        re = a + c;
+        im = b + d;
+    }
+    return (uint64_t)fbits(im) << 32 | fbits(re);
+}
+
 /*
  * a op b for one element of dt, as bits.  Sets *nan_any when the result is a
- * NaN whose payload the kernel may choose (float32/64 sum or product).
+ * NaN whose payload the kernel may choose (float32/64 sum or product; for
+ * complex64, a component that is NaN).
  */
 static uint64_t ref_elem(jaccl_dtype_t dt, jaccl_op_t op, uint64_t a, uint64_t b, int *nan_any)
 {
@@ -265,8 +331,14 @@ static uint64_t ref_elem(jaccl_dtype_t dt, jaccl_op_t op, uint64_t a, uint64_t b
         dr = ref_f64(op, bitsd(a), bitsd(b));
         *nan_any = isnan(dr) && arith;
         return dbits(dr);
+    case JACCL_BOOL:
+        return ref_bool(op, a, b);
+    case JACCL_COMPLEX64:
+        *nan_any = 1; /* elem_ok looks at each component */
+        return ref_c64(op, a, b);
     default: {
-        int is_signed = dt == JACCL_INT8 || dt == JACCL_INT32 || dt == JACCL_INT64;
+        int is_signed =
+            dt == JACCL_INT8 || dt == JACCL_INT16 || dt == JACCL_INT32 || dt == JACCL_INT64;
         return ref_int(op, a, b, (int)esize(dt) * 8, is_signed);
     }
     }
@@ -286,6 +358,22 @@ static int elem_is_nan(jaccl_dtype_t dt, uint64_t v)
     default:
         return 0;
     }
+}
+
+/*
+ * got is right for want: the same bits, or both NaN where nan_any lets the
+ * payload vary.  Complex64 compares each component on its own.
+ */
+static int elem_ok(jaccl_dtype_t dt, uint64_t got, uint64_t want, int nan_any)
+{
+    if (got == want) return 1;
+    if (!nan_any) return 0;
+    if (dt != JACCL_COMPLEX64) return elem_is_nan(dt, got) && elem_is_nan(dt, want);
+    for (int h = 0; h < 64; h += 32) {
+        uint32_t g = (uint32_t)(got >> h), w = (uint32_t)(want >> h);
+        if (g != w && !(isnan(bitsf(g)) && isnan(bitsf(w)))) return 0;
+    }
+    return 1;
 }
 
 /* ---- kernels against the reference -------------------------------------- */
@@ -340,7 +428,7 @@ static void check_kernel(jaccl_dtype_t dt, jaccl_op_t op, size_t n, enum alias a
     fn(d, a, b, n);
     for (size_t i = 0; i < n; i++) {
         uint64_t got = get_bits(d + i * sz, sz);
-        if (got == pool.want[i] || (pool.nan_ok[i] && elem_is_nan(dt, got))) continue;
+        if (elem_ok(dt, got, pool.want[i], pool.nan_ok[i])) continue;
         fail_msg("dtype %d op %d n %zu alias %d off %zu: element %zu is 0x%llx, want 0x%llx", dt,
                  op, n, al, off, i, (unsigned long long)got, (unsigned long long)pool.want[i]);
     }
@@ -353,12 +441,53 @@ static void test_get(void **state)
     assert_null(jaccl_reduce_get((jaccl_dtype_t)-1, JACCL_SUM));
     assert_null(jaccl_reduce_get(JACCL_FLOAT32, JACCL_OP_COUNT));
     assert_null(jaccl_reduce_get(JACCL_FLOAT32, (jaccl_op_t)-1));
-    for (size_t t = 0; t < N_DTYPES; t++) {
-        for (size_t o = 0; o < N_OPS; o++)
-            assert_non_null(jaccl_reduce_get(all_dtypes[t], all_ops[o]));
-        assert_ptr_equal(jaccl_reduce_get(all_dtypes[t], JACCL_AVG),
-                         jaccl_reduce_get(all_dtypes[t], JACCL_SUM));
+    for (int portable = 0; portable < 2; portable++) {
+        jaccl_reduce_force_portable(portable);
+        for (size_t t = 0; t < N_DTYPES; t++) {
+            jaccl_dtype_t dt = all_dtypes[t];
+            for (size_t o = 0; o < N_OPS; o++) {
+                if (op_defined(dt, all_ops[o]))
+                    assert_non_null(jaccl_reduce_get(dt, all_ops[o]));
+                else
+                    assert_null(jaccl_reduce_get(dt, all_ops[o]));
+            }
+            if (op_defined(dt, JACCL_AVG))
+                assert_ptr_equal(jaccl_reduce_get(dt, JACCL_AVG), jaccl_reduce_get(dt, JACCL_SUM));
+        }
+        assert_null(jaccl_reduce_get(JACCL_BOOL, JACCL_AVG));
+        assert_null(jaccl_reduce_get(JACCL_COMPLEX64, JACCL_MIN));
+        assert_null(jaccl_reduce_get(JACCL_COMPLEX64, JACCL_MAX));
+        /* Bool's four ops are two kernels. */
+        assert_ptr_equal(jaccl_reduce_get(JACCL_BOOL, JACCL_SUM),
+                         jaccl_reduce_get(JACCL_BOOL, JACCL_MAX));
+        assert_ptr_equal(jaccl_reduce_get(JACCL_BOOL, JACCL_PROD),
+                         jaccl_reduce_get(JACCL_BOOL, JACCL_MIN));
     }
+    jaccl_reduce_force_portable(0);
+
+    /* Where the CPU has AVX2 + F16C, every defined dtype x op has a SIMD kernel. */
+    jaccl_reduce_force_portable(1);
+    jaccl_reduce_fn portable_f16 = jaccl_reduce_get(JACCL_FLOAT16, JACCL_SUM);
+    jaccl_reduce_force_portable(0);
+    if (jaccl_reduce_get(JACCL_FLOAT16, JACCL_SUM) != portable_f16) {
+        for (size_t t = 0; t < N_DTYPES; t++)
+            for (size_t o = 0; o < N_OPS; o++) {
+                jaccl_dtype_t dt = all_dtypes[t];
+                if (!op_defined(dt, all_ops[o])) continue;
+                jaccl_reduce_fn simd = jaccl_reduce_get(dt, all_ops[o]);
+                jaccl_reduce_force_portable(1);
+                jaccl_reduce_fn portable = jaccl_reduce_get(dt, all_ops[o]);
+                jaccl_reduce_force_portable(0);
+                if (simd == portable) fail_msg("dtype %d op %d: no SIMD kernel", dt, all_ops[o]);
+            }
+    }
+
+    /* Scaling bool does nothing (the core never asks: bool has no AVG). */
+    uint8_t b[3] = {0x80, 0x01, 0x00};
+    jaccl_reduce_scale(b, 3, JACCL_BOOL, 2);
+    assert_int_equal(b[0], 0x80);
+    assert_int_equal(b[1], 0x01);
+    assert_int_equal(b[2], 0x00);
 }
 
 /* Short and odd lengths cover the vector loops' tails; offset 1 misaligns elements. */
@@ -369,11 +498,13 @@ static void test_kernels_short(void **state)
     for (int portable = 0; portable < 2; portable++) {
         jaccl_reduce_force_portable(portable);
         for (size_t t = 0; t < N_DTYPES; t++)
-            for (size_t o = 0; o < N_OPS; o++)
+            for (size_t o = 0; o < N_OPS; o++) {
+                if (!op_defined(all_dtypes[t], all_ops[o])) continue;
                 for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++)
                     for (int al = DISTINCT; al <= ALL_SAME; al++)
                         for (size_t off = 0; off < 2; off++)
                             check_kernel(all_dtypes[t], all_ops[o], lens[l], (enum alias)al, off);
+            }
     }
     jaccl_reduce_force_portable(0);
 }
@@ -387,6 +518,7 @@ static void test_kernels_long(void **state)
         jaccl_reduce_force_portable(portable);
         for (size_t t = 0; t < N_DTYPES; t++)
             for (size_t o = 0; o < N_OPS - 1; o++) {
+                if (!op_defined(all_dtypes[t], all_ops[o])) continue;
                 check_kernel(all_dtypes[t], all_ops[o], 1000003, DISTINCT, 0);
                 check_kernel(all_dtypes[t], all_ops[o], 1000003, DST_IS_A, 0);
             }
@@ -468,6 +600,176 @@ static void test_int_wrap(void **state)
     assert_true(u64r == 2);
 }
 
+/*
+ * int16 and uint16 at the limits, on n copies of one pair so that both the
+ * vector loop and the tail see it, with every aliasing; SIMD and portable.
+ */
+static void check16(jaccl_dtype_t dt, jaccl_op_t op, uint16_t x, uint16_t y, uint16_t want)
+{
+    enum { N = 37 };
+    uint16_t a[N], b[N], d[N];
+    for (int portable = 0; portable < 2; portable++) {
+        jaccl_reduce_force_portable(portable);
+        jaccl_reduce_fn fn = jaccl_reduce_get(dt, op);
+        for (int al = DISTINCT; al <= DST_IS_B; al++) {
+            for (int i = 0; i < N; i++) a[i] = x, b[i] = y, d[i] = 0x5a5a;
+            uint16_t *dst = al == DST_IS_A ? a : al == DST_IS_B ? b : d;
+            fn(dst, a, b, N);
+            for (int i = 0; i < N; i++)
+                if (dst[i] != want)
+                    fail_msg("dtype %d op %d alias %d: 0x%04x op 0x%04x = 0x%04x, want 0x%04x", dt,
+                             op, al, x, y, dst[i], want);
+        }
+    }
+    jaccl_reduce_force_portable(0);
+}
+
+#define U16(v) ((uint16_t)(int16_t)(v))
+
+static void test_int16_wrap(void **state)
+{
+    (void)state;
+    check16(JACCL_INT16, JACCL_SUM, U16(INT16_MAX), 1, U16(INT16_MIN));
+    check16(JACCL_INT16, JACCL_SUM, U16(INT16_MIN), U16(-1), U16(INT16_MAX));
+    check16(JACCL_INT16, JACCL_SUM, U16(INT16_MIN), U16(INT16_MIN), 0);
+    check16(JACCL_INT16, JACCL_PROD, U16(INT16_MIN), U16(-1), U16(INT16_MIN));
+    check16(JACCL_INT16, JACCL_PROD, U16(INT16_MAX), 2, U16(-2));
+    check16(JACCL_INT16, JACCL_PROD, 0x100, 0x100, 0);
+    check16(JACCL_INT16, JACCL_PROD, U16(INT16_MAX), U16(INT16_MAX), 1);
+    check16(JACCL_INT16, JACCL_PROD, U16(-3), U16(5), U16(-15));
+    check16(JACCL_INT16, JACCL_MIN, U16(INT16_MIN), U16(INT16_MAX), U16(INT16_MIN));
+    check16(JACCL_INT16, JACCL_MAX, U16(INT16_MIN), U16(INT16_MAX), U16(INT16_MAX));
+    check16(JACCL_INT16, JACCL_MIN, U16(-1), 1, U16(-1));
+    check16(JACCL_INT16, JACCL_MAX, U16(-1), 0, 0);
+    check16(JACCL_INT16, JACCL_AVG, U16(INT16_MAX), 1, U16(INT16_MIN));
+
+    check16(JACCL_UINT16, JACCL_SUM, UINT16_MAX, 1, 0);
+    check16(JACCL_UINT16, JACCL_SUM, UINT16_MAX, UINT16_MAX, UINT16_MAX - 1);
+    check16(JACCL_UINT16, JACCL_PROD, UINT16_MAX, UINT16_MAX, 1);
+    check16(JACCL_UINT16, JACCL_PROD, 0x100, 0x100, 0);
+    check16(JACCL_UINT16, JACCL_PROD, 0x8000, 2, 0);
+    check16(JACCL_UINT16, JACCL_PROD, 300, 200, (uint16_t)(60000));
+    check16(JACCL_UINT16, JACCL_MIN, UINT16_MAX, 0x8000, 0x8000); /* unsigned: no sign */
+    check16(JACCL_UINT16, JACCL_MAX, UINT16_MAX, 0x8000, UINT16_MAX);
+    check16(JACCL_UINT16, JACCL_MIN, 0, UINT16_MAX, 0);
+    check16(JACCL_UINT16, JACCL_AVG, UINT16_MAX, 2, 1);
+}
+
+/* ---- bool ------------------------------------------------------------------ */
+
+static void test_bool(void **state)
+{
+    (void)state;
+    /* Every pair of {0, 0x01, 0x80, 0xff, 0x02}, over lengths with a vector part and a tail. */
+    static const uint8_t vals[] = {0x00, 0x01, 0x80, 0xff, 0x02};
+    enum { NV = sizeof vals, NP = NV * NV, N = NP * 7 + 3 };
+    static const jaccl_op_t ops[] = {JACCL_SUM, JACCL_PROD, JACCL_MIN, JACCL_MAX};
+    uint8_t a[N], b[N], d[N];
+    for (int portable = 0; portable < 2; portable++) {
+        jaccl_reduce_force_portable(portable);
+        for (size_t o = 0; o < 4; o++) {
+            int is_or = ops[o] == JACCL_SUM || ops[o] == JACCL_MAX;
+            for (int al = DISTINCT; al <= ALL_SAME; al++) {
+                for (size_t n = 0; n <= N; n += n < 40 ? 1 : 29) {
+                    for (size_t i = 0; i < N; i++) {
+                        a[i] = vals[i % NP / NV], b[i] = vals[i % NV], d[i] = 0xa5;
+                        if (al == ALL_SAME) b[i] = a[i];
+                    }
+                    uint8_t *dst = al == DISTINCT ? d : al == DST_IS_B ? b : a;
+                    uint8_t want[N];
+                    for (size_t i = 0; i < n; i++)
+                        want[i] = is_or ? (a[i] || b[i]) : (a[i] && b[i]);
+                    jaccl_reduce_get(JACCL_BOOL, ops[o])(dst, a, al == ALL_SAME ? a : b, n);
+                    for (size_t i = 0; i < n; i++)
+                        if (dst[i] != want[i])
+                            fail_msg("bool op %d alias %d n %zu element %zu: 0x%02x, want %d",
+                                     ops[o], al, n, i, dst[i], want[i]);
+                    if (al == DISTINCT && n < N) assert_int_equal(d[n], 0xa5); /* no overrun */
+                }
+            }
+        }
+        /* 0x80 and 0x01 are both true: AND gives 1, not 0x80 & 0x01 == 0. */
+        uint8_t x = 0x80, y = 0x01, r = 0xee;
+        run1(JACCL_BOOL, JACCL_PROD, &x, &y, &r);
+        assert_int_equal(r, 1);
+        run1(JACCL_BOOL, JACCL_MIN, &x, &y, &r);
+        assert_int_equal(r, 1);
+        run1(JACCL_BOOL, JACCL_SUM, &x, &x, &r); /* not 0x80 | 0x80 */
+        assert_int_equal(r, 1);
+        x = 0;
+        run1(JACCL_BOOL, JACCL_MAX, &x, &x, &r);
+        assert_int_equal(r, 0);
+    }
+    jaccl_reduce_force_portable(0);
+}
+
+/* ---- complex64 ------------------------------------------------------------- */
+
+static void test_complex(void **state)
+{
+    (void)state;
+    for (int portable = 0; portable < 2; portable++) {
+        jaccl_reduce_force_portable(portable);
+        jaccl_reduce_fn sum = jaccl_reduce_get(JACCL_COMPLEX64, JACCL_SUM);
+        jaccl_reduce_fn prod = jaccl_reduce_get(JACCL_COMPLEX64, JACCL_PROD);
+
+        /* (1+2i)(3+4i) = -5+10i; (1+2i)+(3+4i) = 4+6i; real times imaginary. */
+        float x[2] = {1, 2}, y[2] = {3, 4}, r[2];
+        prod(r, x, y, 1);
+        assert_true(r[0] == -5.0f && r[1] == 10.0f);
+        sum(r, x, y, 1);
+        assert_true(r[0] == 4.0f && r[1] == 6.0f);
+        float i1[2] = {0, 1};
+        prod(r, i1, i1, 1); /* i * i = -1 + 0i */
+        assert_true(r[0] == -1.0f && r[1] == 0.0f && !signbit(r[1]));
+
+        /*
+         * No FMA, over a vector part and a tail and each aliasing: with
+         * x = y = (1 + 2^-12) + i, ac = 1 + 2^-11 + 2^-24 rounds (to even) to
+         * 1 + 2^-11, so ac - bd = 2^-11, where a fused ac - bd would keep
+         * the 2^-24.  And with x = (1 + 2^-12)(1 + i), y = (1 + 2^-12) - i,
+         * ad + bc = 2^-12, where fusing bc in gives 2^-12 + 2^-24.
+         */
+        enum { N = 389 };
+        static float a[2 * N], b[2 * N], d[2 * N];
+        static const float cases[2][6] = {
+            {1 + 0x1p-12f, 1, 1 + 0x1p-12f, 1, 0x1p-11f, 2 + 0x1p-11f},
+            {1 + 0x1p-12f, 1 + 0x1p-12f, 1 + 0x1p-12f, -1, 2 + 0x1p-11f + 0x1p-12f, 0x1p-12f},
+        };
+        for (int c = 0; c < 2; c++) {
+            const float *k = cases[c];
+            for (int al = DISTINCT; al <= DST_IS_B; al++) {
+                for (size_t i = 0; i < N; i++) {
+                    a[2 * i] = k[0], a[2 * i + 1] = k[1], b[2 * i] = k[2], b[2 * i + 1] = k[3];
+                    d[2 * i] = d[2 * i + 1] = NAN;
+                }
+                float *dst = al == DST_IS_A ? a : al == DST_IS_B ? b : d;
+                prod(dst, a, b, N);
+                for (size_t i = 0; i < N; i++)
+                    if (fbits(dst[2 * i]) != fbits(k[4]) || fbits(dst[2 * i + 1]) != fbits(k[5]))
+                        fail_msg("case %d alias %d element %zu: %a%+ai, want %a%+ai", c, al, i,
+                                 (double)dst[2 * i], (double)dst[2 * i + 1], (double)k[4],
+                                 (double)k[5]);
+            }
+        }
+
+        /* AVG divides each component, as float32 division does. */
+        enum { M = 1001 };
+        static float s[2 * M], w[2 * M];
+        for (int dv = 2; dv <= 9; dv++) {
+            for (size_t i = 0; i < 2 * M; i++)
+                s[i] = bitsf((uint32_t)rnd_float_bits(1)), w[i] = s[i] / (float)dv;
+            jaccl_reduce_scale(s, M, JACCL_COMPLEX64, dv);
+            for (size_t i = 0; i < 2 * M; i++)
+                assert_true(fbits(s[i]) == fbits(w[i]) || (isnan(s[i]) && isnan(w[i])));
+        }
+        float third[2] = {1, -3};
+        jaccl_reduce_scale(third, 1, JACCL_COMPLEX64, 3);
+        assert_true(third[0] == 1.0f / 3 && third[1] == -1.0f);
+    }
+    jaccl_reduce_force_portable(0);
+}
+
 /* ---- AVG scaling ---------------------------------------------------------- */
 
 static void test_scale_int(void **state)
@@ -483,6 +785,16 @@ static void test_scale_int(void **state)
     jaccl_reduce_scale(v8, 7, JACCL_INT8, 3);
     assert_memory_equal(v8, w8, sizeof v8);
 
+    int16_t v16[] = {INT16_MIN, INT16_MAX, -7, 7, -1, 1, -3, 0};
+    int16_t w16[] = {-10922, 10922, -2, 2, 0, 0, -1, 0};
+    jaccl_reduce_scale(v16, 8, JACCL_INT16, 3);
+    assert_memory_equal(v16, w16, sizeof v16);
+
+    uint16_t vu16[] = {UINT16_MAX, 0x8000, 7, 2, 1, 0};
+    uint16_t wu16[] = {21845, 10922, 2, 0, 0, 0};
+    jaccl_reduce_scale(vu16, 6, JACCL_UINT16, 3);
+    assert_memory_equal(vu16, wu16, sizeof vu16);
+
     int64_t v64[] = {INT64_MIN, INT64_MAX, -7, 7, -1};
     int64_t w64[] = {INT64_MIN / 3, INT64_MAX / 3, -2, 2, 0};
     jaccl_reduce_scale(v64, 5, JACCL_INT64, 3);
@@ -495,6 +807,8 @@ static void test_scale_int(void **state)
     static uint32_t u32[N], u32w[N];
     static int8_t i8[N], i8w[N];
     static uint8_t u8[N], u8w[N];
+    static int16_t i16[N], i16w[N];
+    static uint16_t u16[N], u16w[N];
     static int64_t i64[N], i64w[N];
     static uint64_t u64[N], u64w[N];
     for (size_t k = 0; k < sizeof divs / sizeof divs[0]; k++) {
@@ -505,21 +819,30 @@ static void test_scale_int(void **state)
             u32[i] = (uint32_t)(r >> 32), u32w[i] = u32[i] / (uint32_t)dv;
             i8[i] = (int8_t)(r >> 8), i8w[i] = (int8_t)(i8[i] / dv);
             u8[i] = (uint8_t)(r >> 16), u8w[i] = (uint8_t)(u8[i] / dv);
+            i16[i] = (int16_t)(r >> 24), i16w[i] = (int16_t)(i16[i] / dv);
+            u16[i] = (uint16_t)(r >> 40), u16w[i] = (uint16_t)(u16[i] / dv);
             i64[i] = (int64_t)rnd(), i64w[i] = i64[i] / dv;
             u64[i] = rnd(), u64w[i] = u64[i] / (uint64_t)dv;
         }
         i32[0] = INT32_MIN, i32w[0] = INT32_MIN / dv, i32[1] = INT32_MAX, i32w[1] = INT32_MAX / dv;
         u32[0] = UINT32_MAX, u32w[0] = UINT32_MAX / (uint32_t)dv;
+        i16[0] = INT16_MIN, i16w[0] = (int16_t)(INT16_MIN / dv);
+        i16[1] = INT16_MAX, i16w[1] = (int16_t)(INT16_MAX / dv);
+        u16[0] = UINT16_MAX, u16w[0] = (uint16_t)(UINT16_MAX / dv);
         jaccl_reduce_scale(i32, N, JACCL_INT32, dv);
         jaccl_reduce_scale(u32, N, JACCL_UINT32, dv);
         jaccl_reduce_scale(i8, N, JACCL_INT8, dv);
         jaccl_reduce_scale(u8, N, JACCL_UINT8, dv);
+        jaccl_reduce_scale(i16, N, JACCL_INT16, dv);
+        jaccl_reduce_scale(u16, N, JACCL_UINT16, dv);
         jaccl_reduce_scale(i64, N, JACCL_INT64, dv);
         jaccl_reduce_scale(u64, N, JACCL_UINT64, dv);
         assert_memory_equal(i32, i32w, sizeof i32);
         assert_memory_equal(u32, u32w, sizeof u32);
         assert_memory_equal(i8, i8w, sizeof i8);
         assert_memory_equal(u8, u8w, sizeof u8);
+        assert_memory_equal(i16, i16w, sizeof i16);
+        assert_memory_equal(u16, u16w, sizeof u16);
         assert_memory_equal(i64, i64w, sizeof i64);
         assert_memory_equal(u64, u64w, sizeof u64);
     }
@@ -831,10 +1154,12 @@ static void test_half_nan_arith(void **state)
 
 /*
  * Run dt x op on a, b with the SIMD path and the portable one: same bits.
- * Except which NaN a float32/64 sum or product of two NaNs returns: that is
- * up to the compiler, which may swap the operands of + and * (Clang does).
+ * Except which NaN a float32/64 (or complex64) sum or product of two NaNs
+ * returns: that is up to the compiler, which may swap the operands of + and *
+ * (Clang does).  strict drops that exception, for inputs without NaNs.
  */
-static void check_same(jaccl_dtype_t dt, jaccl_op_t op, const void *a, const void *b, size_t n)
+static void check_same_x(jaccl_dtype_t dt, jaccl_op_t op, const void *a, const void *b, size_t n,
+                         int strict)
 {
     size_t sz = esize(dt);
     unsigned char *fast = malloc(n * sz + 1), *slow = malloc(n * sz + 1);
@@ -845,16 +1170,22 @@ static void check_same(jaccl_dtype_t dt, jaccl_op_t op, const void *a, const voi
     jaccl_reduce_force_portable(1);
     jaccl_reduce_get(dt, op)(slow, a, b, n);
     jaccl_reduce_force_portable(0);
-    int any_nan =
-        (dt == JACCL_FLOAT32 || dt == JACCL_FLOAT64) && op != JACCL_MIN && op != JACCL_MAX;
+    int any_nan = !strict &&
+                  (dt == JACCL_FLOAT32 || dt == JACCL_FLOAT64 || dt == JACCL_COMPLEX64) &&
+                  op != JACCL_MIN && op != JACCL_MAX;
     for (size_t i = 0; i < n; i++) {
         uint64_t x = get_bits(fast + i * sz, sz), y = get_bits(slow + i * sz, sz);
-        if (x == y || (any_nan && elem_is_nan(dt, x) && elem_is_nan(dt, y))) continue;
+        if (elem_ok(dt, x, y, any_nan)) continue;
         fail_msg("dtype %d op %d element %zu: simd 0x%llx, portable 0x%llx", dt, op, i,
                  (unsigned long long)x, (unsigned long long)y);
     }
     free(fast);
     free(slow);
+}
+
+static void check_same(jaccl_dtype_t dt, jaccl_op_t op, const void *a, const void *b, size_t n)
+{
+    check_same_x(dt, op, a, b, n, 0);
 }
 
 static void test_simd_matches_portable(void **state)
@@ -882,7 +1213,30 @@ static void test_simd_matches_portable(void **state)
     for (size_t t = 0; t < N_DTYPES; t++) {
         jaccl_dtype_t dt = all_dtypes[t];
         size_t n = N * 2 / esize(dt); /* reuse the same bytes as every dtype */
-        for (size_t o = 0; o < N_OPS; o++) check_same(dt, all_ops[o], a, b, n - 3);
+        for (size_t o = 0; o < N_OPS; o++)
+            if (op_defined(dt, all_ops[o])) check_same(dt, all_ops[o], a, b, n - 3);
+    }
+
+    /*
+     * Complex64 without NaN inputs: exactly the same bits, NaNs included (an
+     * invalid operation gives the one default NaN on either path).
+     */
+    {
+        enum { NC = 20011 };
+        static float ca[2 * NC], cb[2 * NC];
+        for (size_t i = 0; i < 2 * NC; i++) {
+            do ca[i] = bitsf((uint32_t)rnd_float_bits(1));
+            while (isnan(ca[i]));
+            do cb[i] = bitsf((uint32_t)rnd_float_bits(1));
+            while (isnan(cb[i]));
+        }
+        for (size_t k = 0; k < 3; k++) {
+            size_t n = NC - k;
+            check_same_x(JACCL_COMPLEX64, JACCL_SUM, ca, cb, n, 1);
+            check_same_x(JACCL_COMPLEX64, JACCL_PROD, ca, cb, n, 1);
+            check_same_x(JACCL_COMPLEX64, JACCL_PROD, cb, ca, n, 1);
+            check_same_x(JACCL_COMPLEX64, JACCL_PROD, ca, ca, n, 1);
+        }
     }
     check_same(JACCL_FLOAT16, JACCL_SUM, ties_a, ties_b, nt);
     check_same(JACCL_FLOAT16, JACCL_SUM, ties_b, ties_a, nt);
@@ -924,6 +1278,9 @@ int main(void)
         cmocka_unit_test(test_kernels_short),
         cmocka_unit_test(test_kernels_long),
         cmocka_unit_test(test_int_wrap),
+        cmocka_unit_test(test_int16_wrap),
+        cmocka_unit_test(test_bool),
+        cmocka_unit_test(test_complex),
         cmocka_unit_test(test_scale_int),
         cmocka_unit_test(test_scale_float),
         cmocka_unit_test(test_f16_exhaustive),
