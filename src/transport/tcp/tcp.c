@@ -257,6 +257,22 @@ static jaccl_result_t tcp_timeout(struct tcp_tp *t, struct jaccl_xfer *x, int n)
     return JACCL_ERR_INTERNAL;
 }
 
+/* A long wait says what it waits for, well before the deadline ends it. */
+static void tcp_warn_stall(struct tcp_tp *t, struct jaccl_xfer *x, int n, int ms_left)
+{
+    for (int i = 0; i < n; i++) {
+        if (x[i].done == x[i].len) continue;
+        char name[128];
+        log_warn("%s: nothing moved for %d s; waiting for %s to %s (link %d, %zu of %zu bytes); "
+                 "giving up in %d s (JACCL_TIMEOUT)",
+                 t->base.err->call ? t->base.err->call : "wait", STALL_WARN_MS / 1000,
+                 peer_name(t, x[i].peer, name, sizeof(name)),
+                 x[i].dir == JACCL_XFER_RECV ? "send data" : "take data", x[i].link, x[i].done,
+                 x[i].len, (ms_left - STALL_WARN_MS) / 1000);
+        return;
+    }
+}
+
 /* Sleep in poll() until a head transfer can move or the deadline passes. */
 static jaccl_result_t tcp_block(struct tcp_tp *t, struct jaccl_xfer *x, int n, int64_t deadline)
 {
@@ -273,9 +289,11 @@ static jaccl_result_t tcp_block(struct tcp_tp *t, struct jaccl_xfer *x, int n, i
         np++;
     }
     if (jaccl_now_ns() >= deadline) return tcp_timeout(t, x, n);
-    int r = poll(t->pfds, (nfds_t)np, jaccl_ms_left(deadline));
+    int ms = jaccl_ms_left(deadline);
+    int r = poll(t->pfds, (nfds_t)np, ms < STALL_WARN_MS ? ms : STALL_WARN_MS);
     if (r < 0 && errno != EINTR)
         return jaccl_err_set(t->base.err, JACCL_ERR_SYSTEM, "poll(): %s", strerror(errno));
+    if (r == 0 && ms > STALL_WARN_MS) tcp_warn_stall(t, x, n, ms);
     return JACCL_SUCCESS;
 }
 
