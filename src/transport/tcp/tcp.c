@@ -21,6 +21,7 @@
 #define TCP_VERSION    1
 #define TCP_MAX_LINKS  JACCL_MAX_LINKS
 #define HANDSHAKE_WAIT 5000000000LL /* a real peer sends its handshake at once */
+#define STALL_WARN_MS  10000
 
 struct tcp_handshake {
     uint32_t magic;
