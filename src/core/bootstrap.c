@@ -124,9 +124,8 @@ static jaccl_result_t bs_root(struct jaccl_bootstrap *bs, const struct sockaddr_
 static jaccl_result_t bs_join(struct jaccl_bootstrap *bs, const struct sockaddr_storage *addr,
                               socklen_t len, int64_t deadline)
 {
-    char name[128], a[80];
-    snprintf(name, sizeof(name), "the coordinator (rank 0) at %s",
-             jaccl_sock_str(addr, a, sizeof(a)));
+    char name[128];
+    snprintf(name, sizeof(name), "the coordinator (rank 0)");
     jaccl_result_t rc = jaccl_sock_connect(addr, len, deadline, name, &bs->fd, bs->err);
     if (rc != JACCL_SUCCESS) return rc;
     bs->local_len = sizeof(bs->local);

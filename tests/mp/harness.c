@@ -16,14 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define MP_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MP_ASAN 1
-#endif
-#endif
-#ifdef MP_ASAN
+#if MP_SANITIZED
 #include <sanitizer/lsan_interface.h>
 #endif
 
@@ -247,7 +240,7 @@ static void child_main(const struct mp_job *job, int rank)
     }
     for (size_t i = 0; job->env && job->env[i]; i++) apply_env(job->env[i], job);
     int status = job->fn ? child_with_comm(job) : job->raw_fn(job->arg);
-#ifdef MP_ASAN
+#if MP_SANITIZED
     /* _exit skips LeakSanitizer's check at exit: run it here, with every comm destroyed. */
     if (__lsan_do_recoverable_leak_check() && status == 0) {
         mp_fail(__FILE__, __LINE__, "LeakSanitizer", "memory leaked (report above)");

@@ -20,6 +20,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* 1 in sanitizer builds, where tests shrink their largest cases. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MP_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MP_SANITIZED 1
+#endif
+#endif
+#ifndef MP_SANITIZED
+#define MP_SANITIZED 0
+#endif
+
 typedef int (*mp_rank_fn)(jaccl_comm_t comm, void *arg);
 typedef int (*mp_raw_fn)(void *arg);
 
