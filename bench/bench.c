@@ -31,12 +31,21 @@ typedef struct {
     size_t rowcap;
 } bench_t;
 
-/* One size step.  count is the call's count: per rank for allgather. */
+/* One size step, laid out as nccl-tests does. */
 typedef struct {
-    size_t count;
-    size_t sendbytes;
-    size_t recvbytes; /* also the printed size, as nccl-tests */
+    size_t count;     /* the call's: per rank for allgather, reducescatter and alltoall */
+    size_t sendbytes; /* this rank's input */
+    size_t recvbytes; /* this rank's output */
+    size_t bytes;     /* the printed size: the larger of the two */
+    size_t elems;     /* the printed count */
 } bench_layout_t;
+
+/* Names for error messages, by collective. */
+static const char *const call_names[] = {
+    [COLL_ALLREDUCE] = "jaccl_allreduce",      [COLL_ALLGATHER] = "jaccl_allgather",
+    [COLL_SENDRECV] = "jaccl_send/jaccl_recv", [COLL_REDUCESCATTER] = "jaccl_reduce_scatter",
+    [COLL_BROADCAST] = "jaccl_broadcast",      [COLL_REDUCE] = "jaccl_reduce",
+    [COLL_ALLTOALL] = "jaccl_alltoall"};
 
 static void check_result(const bench_t *b, jaccl_result_t rc, const char *call)
 {
@@ -72,17 +81,32 @@ static int32_t agree_status(bench_t *b, int32_t status)
     return status;
 }
 
+/* Input of one block per rank: reducescatter, alltoall. */
+static int sends_blocks(bench_coll_t coll)
+{
+    return coll == COLL_REDUCESCATTER || coll == COLL_ALLTOALL;
+}
+
+/* Output of one block per rank: allgather, alltoall. */
+static int receives_blocks(bench_coll_t coll)
+{
+    return coll == COLL_ALLGATHER || coll == COLL_ALLTOALL;
+}
+
+/* bytes is the printed size; split collectives round it down to whole blocks. */
 static bench_layout_t layout_for(const bench_t *b, size_t bytes)
 {
     bench_layout_t l;
-    if (b->o.coll == COLL_ALLGATHER) {
-        l.count = bytes / b->elemsize / (size_t)b->nranks;
-        l.sendbytes = l.count * b->elemsize;
-        l.recvbytes = l.sendbytes * (size_t)b->nranks;
-    } else {
-        l.count = bytes / b->elemsize;
-        l.sendbytes = l.recvbytes = l.count * b->elemsize;
-    }
+    bench_coll_t coll = b->o.coll;
+    size_t n = (size_t)b->nranks;
+    int split = sends_blocks(coll) || receives_blocks(coll);
+    l.count = bytes / b->elemsize / (split ? n : 1);
+    size_t block = l.count * b->elemsize;
+    l.sendbytes = sends_blocks(coll) ? block * n : block;
+    l.recvbytes = receives_blocks(coll) ? block * n : block;
+    l.bytes = l.sendbytes > l.recvbytes ? l.sendbytes : l.recvbytes;
+    /* nccl-tests prints the call's count; jaccl-bench always printed allgather's total. */
+    l.elems = coll == COLL_ALLGATHER ? l.recvbytes / b->elemsize : l.count;
     return l;
 }
 
@@ -95,14 +119,15 @@ static char *alloc_touched(size_t bytes)
     return p;
 }
 
+/* The receive buffer is of the larger size: in place, reducescatter's input is in it. */
 static int32_t alloc_buffers(bench_t *b)
 {
     bench_layout_t max = layout_for(b, b->o.maxbytes);
     b->sendbuf = alloc_touched(max.sendbytes);
-    b->recvbuf = alloc_touched(max.recvbytes);
+    b->recvbuf = alloc_touched(max.bytes);
     if (b->sendbuf != NULL && b->recvbuf != NULL) return 0;
     fprintf(stderr, "jaccl-bench: rank %d: cannot allocate %zu + %zu bytes of buffers\n", b->rank,
-            max.sendbytes, max.recvbytes);
+            max.sendbytes, max.bytes);
     return 1;
 }
 
@@ -115,6 +140,16 @@ static int32_t open_json(bench_t *b)
     return 2;
 }
 
+/* -r can only be checked once the size is known: a usage error (2). */
+static int32_t check_root(const bench_t *b)
+{
+    if (!opts_coll_rooted(b->o.coll) || b->o.root < b->nranks) return 0;
+    if (b->rank == 0)
+        fprintf(stderr, "jaccl-bench: -r %d is not a rank: there are %d (0..%d)\n", b->o.root,
+                b->nranks, b->nranks - 1);
+    return 2;
+}
+
 static void init(bench_t *b)
 {
     JCALL(b, jaccl_comm_init_env, &b->comm);
@@ -122,9 +157,10 @@ static void init(bench_t *b)
     b->nranks = jaccl_comm_size(b->comm);
     b->elemsize = jaccl_dtype_size(b->o.dtype);
     data_pattern_init(&b->pattern, b->o.coll, b->o.dtype, b->o.op, b->nranks);
-    int32_t status = alloc_buffers(b);
-    int32_t json_status = open_json(b);
-    status = agree_status(b, status > json_status ? status : json_status);
+    int32_t status = check_root(b);
+    if (status == 0) status = alloc_buffers(b);
+    if (status == 0) status = open_json(b);
+    status = agree_status(b, status);
     if (status != 0) exit((int)status);
 }
 
@@ -161,7 +197,10 @@ static void run_sendrecv(bench_t *b, const bench_layout_t *l)
     if (b->rank % 2 != 0) JCALL(b, jaccl_send, b->sendbuf, l->count, b->o.dtype, next, b->comm);
 }
 
-/* Where this rank's input lives; in place it is inside the receive buffer. */
+/*
+ * Where this rank's input lives; in place it is inside the receive buffer, as
+ * the header's in-place rules say (on every rank for broadcast and reduce).
+ */
 static char *input_buffer(const bench_t *b, const bench_layout_t *l, int inplace)
 {
     if (!inplace) return b->sendbuf;
@@ -169,20 +208,45 @@ static char *input_buffer(const bench_t *b, const bench_layout_t *l, int inplace
     return b->recvbuf;
 }
 
-static void run_coll(bench_t *b, const bench_layout_t *l, int inplace)
+/* Where this rank's output goes: in place, reducescatter's is this rank's input block. */
+static char *output_buffer(const bench_t *b, const bench_layout_t *l, int inplace)
 {
-    const char *in = input_buffer(b, l, inplace);
+    if (inplace && b->o.coll == COLL_REDUCESCATTER)
+        return b->recvbuf + (size_t)b->rank * l->recvbytes;
+    return b->recvbuf;
+}
+
+static jaccl_result_t call_coll(bench_t *b, const void *in, void *out, size_t count)
+{
+    jaccl_dtype_t t = b->o.dtype;
     switch (b->o.coll) {
     case COLL_ALLREDUCE:
-        JCALL(b, jaccl_allreduce, in, b->recvbuf, l->count, b->o.dtype, b->o.op, b->comm);
-        break;
+        return jaccl_allreduce(in, out, count, t, b->o.op, b->comm);
     case COLL_ALLGATHER:
-        JCALL(b, jaccl_allgather, in, b->recvbuf, l->count, b->o.dtype, b->comm);
-        break;
-    case COLL_SENDRECV:
-        run_sendrecv(b, l);
+        return jaccl_allgather(in, out, count, t, b->comm);
+    case COLL_REDUCESCATTER:
+        return jaccl_reduce_scatter(in, out, count, t, b->o.op, b->comm);
+    case COLL_BROADCAST:
+        return jaccl_broadcast(in, out, count, t, b->o.root, b->comm);
+    case COLL_REDUCE:
+        return jaccl_reduce(in, out, count, t, b->o.op, b->o.root, b->comm);
+    case COLL_ALLTOALL:
+        return jaccl_alltoall(in, out, count, t, b->comm);
+    case COLL_SENDRECV: /* run_sendrecv */
         break;
     }
+    return JACCL_ERR_INTERNAL;
+}
+
+static void run_coll(bench_t *b, const bench_layout_t *l, int inplace)
+{
+    if (b->o.coll == COLL_SENDRECV) {
+        run_sendrecv(b, l);
+        return;
+    }
+    jaccl_result_t rc =
+        call_coll(b, input_buffer(b, l, inplace), output_buffer(b, l, inplace), l->count);
+    check_result(b, rc, call_names[b->o.coll]);
 }
 
 /* Average microseconds per call on this rank. */
@@ -190,7 +254,7 @@ static double time_mode(bench_t *b, const bench_layout_t *l, int inplace)
 {
     /* Zeros keep repeated in-place reductions clear of overflow and NaN. */
     memset(b->sendbuf, 0, l->sendbytes);
-    memset(b->recvbuf, 0, l->recvbytes);
+    memset(b->recvbuf, 0, l->bytes);
     /* Untimed first call (as nccl-tests), then a barrier so all ranks start together. */
     run_coll(b, l, inplace);
     barrier(b);
@@ -199,26 +263,50 @@ static double time_mode(bench_t *b, const bench_layout_t *l, int inplace)
     return (now_us() - start) / b->o.iters;
 }
 
-/* Mismatches in the output of the checked call. */
-static uint64_t verify_output(bench_t *b, const bench_layout_t *l, const char *label)
+/* Mismatches of buf against rank's input from index first; what names the source. */
+static uint64_t verify_from(const bench_t *b, const char *buf, size_t count, int rank, size_t first,
+                            const char *label, const char *what)
 {
-    char from[128];
+    char from[160];
+    snprintf(from, sizeof from, "%s, %s %d", label, what, rank);
+    return data_check_input_at(&b->pattern, buf, count, rank, first, from);
+}
+
+/* Block r of the output is rank r's input from index first (allgather, alltoall). */
+static uint64_t verify_blocks(const bench_t *b, const bench_layout_t *l, size_t first,
+                              const char *label)
+{
     uint64_t wrong = 0;
+    size_t block = l->count * b->elemsize;
+    for (int r = 0; r < b->nranks; r++)
+        wrong += verify_from(b, b->recvbuf + (size_t)r * block, l->count, r, first, label,
+                             "block of rank");
+    return wrong;
+}
+
+/* Mismatches in the output of the checked call. */
+static uint64_t verify_output(const bench_t *b, const bench_layout_t *l, int inplace,
+                              const char *label)
+{
+    const char *out = output_buffer(b, l, inplace);
+    size_t mine = (size_t)b->rank * l->count; /* index of this rank's block */
+    int prev = (b->rank + b->nranks - 1) % b->nranks;
     switch (b->o.coll) {
     case COLL_ALLREDUCE:
-        return data_check_reduce(&b->pattern, b->recvbuf, l->count, label);
-    case COLL_ALLGATHER:
-        for (int r = 0; r < b->nranks; r++) {
-            snprintf(from, sizeof from, "%s, block of rank %d", label, r);
-            wrong += data_check_input(&b->pattern, b->recvbuf + (size_t)r * l->sendbytes, l->count,
-                                      r, from);
-        }
-        return wrong;
+        return data_check_reduce(&b->pattern, out, l->count, label);
+    case COLL_REDUCESCATTER:
+        return data_check_reduce_at(&b->pattern, out, l->count, mine, label);
+    case COLL_REDUCE: /* the other ranks' recvbuf is unspecified */
+        if (b->rank != b->o.root) return 0;
+        return data_check_reduce(&b->pattern, out, l->count, label);
+    case COLL_BROADCAST:
+        return verify_from(b, out, l->count, b->o.root, 0, label, "from root");
     case COLL_SENDRECV:
-        snprintf(from, sizeof from, "%s, from rank %d", label,
-                 (b->rank + b->nranks - 1) % b->nranks);
-        return data_check_input(&b->pattern, b->recvbuf, l->count,
-                                (b->rank + b->nranks - 1) % b->nranks, from);
+        return verify_from(b, out, l->count, prev, 0, label, "from rank");
+    case COLL_ALLGATHER:
+        return verify_blocks(b, l, 0, label);
+    case COLL_ALLTOALL:
+        return verify_blocks(b, l, mine, label);
     }
     return 0;
 }
@@ -227,17 +315,18 @@ static uint64_t verify_output(bench_t *b, const bench_layout_t *l, const char *l
 static uint64_t check_mode(bench_t *b, const bench_layout_t *l, int inplace)
 {
     char label[96];
+    size_t inputs = l->sendbytes / b->elemsize;
     snprintf(label, sizeof label, "rank %d: %s %zu B %s", b->rank, opts_coll_name(b->o.coll),
-             l->recvbytes, inplace ? "in-place" : "out-of-place");
+             l->bytes, inplace ? "in-place" : "out-of-place");
     /* Poison first (see data.c), so elements the library never wrote are caught. */
-    memset(b->recvbuf, 0xff, l->recvbytes);
-    data_fill(&b->pattern, input_buffer(b, l, inplace), l->count, b->rank);
+    memset(b->recvbuf, 0xff, l->bytes);
+    data_fill(&b->pattern, input_buffer(b, l, inplace), inputs, b->rank);
     run_coll(b, l, inplace);
-    uint64_t wrong = verify_output(b, l, label);
+    uint64_t wrong = verify_output(b, l, inplace, label);
     if (!inplace) {
         /* The send buffer is const in the API: it must come back untouched. */
         strncat(label, ", send buffer", sizeof label - strlen(label) - 1);
-        wrong += data_check_input(&b->pattern, b->sendbuf, l->count, b->rank, label);
+        wrong += data_check_input(&b->pattern, b->sendbuf, inputs, b->rank, label);
     }
     return wrong;
 }
@@ -249,8 +338,10 @@ static double busbw_factor(const bench_t *b)
     case COLL_ALLREDUCE:
         return 2.0 * (n - 1) / n;
     case COLL_ALLGATHER:
+    case COLL_REDUCESCATTER:
+    case COLL_ALLTOALL:
         return (n - 1) / n;
-    default:
+    default: /* broadcast, reduce, sendrecv */
         return 1.0;
     }
 }
@@ -271,8 +362,8 @@ static void agree_row(bench_t *b, bench_row_t *row)
 static void bench_step(bench_t *b, const bench_layout_t *l, bench_row_t *row)
 {
     memset(row, 0, sizeof *row);
-    row->bytes = l->recvbytes;
-    row->elems = l->recvbytes / b->elemsize;
+    row->bytes = l->bytes;
+    row->elems = l->elems;
     /* Blocking send/recv cannot share one buffer on a receive-first rank. */
     row->modes = b->o.coll == COLL_SENDRECV ? 1 : 2;
     for (int m = 0; m < row->modes; m++) {
@@ -313,6 +404,12 @@ static void warmup(bench_t *b)
     for (int i = 0; i < b->o.warmup && small.count > 0; i++) run_coll(b, &small, 0);
 }
 
+/* As nccl-tests: the root for broadcast and reduce, else -1. */
+static int root_column(const bench_t *b)
+{
+    return opts_coll_rooted(b->o.coll) ? b->o.root : -1;
+}
+
 static void bench_sizes(bench_t *b)
 {
     size_t last_count = 0;
@@ -329,14 +426,15 @@ static void bench_sizes(bench_t *b)
         last_count = l.count;
         bench_row_t *row = push_row(b);
         bench_step(b, &l, row);
-        if (b->rank == 0) report_row(stdout, &b->o, row);
+        if (b->rank == 0) report_row_root(stdout, &b->o, row, root_column(b));
     }
 }
 
 static int32_t write_json(bench_t *b, uint64_t wrong, double avg)
 {
     if (b->json == NULL) return 0;
-    int failed = report_json(b->json, &b->o, b->nranks, b->rows, b->nrows, wrong, avg) != 0;
+    int failed = report_json_root(b->json, &b->o, b->nranks, b->rows, b->nrows, wrong, avg,
+                                  root_column(b)) != 0;
     if (fclose(b->json) != 0) failed = 1;
     b->json = NULL;
     if (!failed) return 0;

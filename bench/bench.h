@@ -11,7 +11,15 @@
 
 #include "jaccl.h"
 
-typedef enum { COLL_ALLREDUCE, COLL_ALLGATHER, COLL_SENDRECV } bench_coll_t;
+typedef enum {
+    COLL_ALLREDUCE,
+    COLL_ALLGATHER,
+    COLL_SENDRECV,
+    COLL_REDUCESCATTER,
+    COLL_BROADCAST,
+    COLL_REDUCE,
+    COLL_ALLTOALL
+} bench_coll_t;
 
 typedef struct {
     bench_coll_t coll;
@@ -23,6 +31,7 @@ typedef struct {
     int check;
     jaccl_dtype_t dtype;
     jaccl_op_t op;
+    int root;              /* broadcast and reduce; checked against the size later */
     const char *json_path; /* NULL: no JSON output */
 } bench_opts_t;
 
@@ -31,6 +40,10 @@ enum { OPTS_OK = 0, OPTS_HELP = 1, OPTS_ERROR = 2 };
 /* Parses argv into *o; prints help or a diagnostic itself.  Returns OPTS_*. */
 int opts_parse(int argc, char **argv, bench_opts_t *o);
 const char *opts_coll_name(bench_coll_t coll);
+/* 1 for the collectives that take an op (allreduce, reducescatter, reduce). */
+int opts_coll_reduces(bench_coll_t coll);
+/* 1 for the collectives that take a root (broadcast, reduce). */
+int opts_coll_rooted(bench_coll_t coll);
 const char *opts_dtype_name(jaccl_dtype_t dtype);
 /* The op as printed: "none" for collectives that do not reduce. */
 const char *opts_op_name(const bench_opts_t *o);
@@ -42,7 +55,8 @@ typedef struct {
     jaccl_op_t op;
     int nranks;
     size_t modulus; /* values are (7 * rank + i) % modulus ... */
-    size_t period;  /* ... or, for PROD, 2 where (i + rank) % period == 0, else 1 */
+    size_t period;  /* ... or, for PROD, 2 where (i + rank) % period == 0, else 1;
+                       bool and complex64 vary these: see data.c */
     double tol;     /* relative tolerance; nonzero only for floating-point AVG */
 } bench_pattern_t;
 
@@ -56,6 +70,11 @@ uint64_t data_check_reduce(const bench_pattern_t *p, const void *buf, size_t cou
 /* Mismatches of buf against rank's input values. */
 uint64_t data_check_input(const bench_pattern_t *p, const void *buf, size_t count, int rank,
                           const char *label);
+/* As the two above, for the input indices first .. first + count - 1 (buf[0] is index first). */
+uint64_t data_check_reduce_at(const bench_pattern_t *p, const void *buf, size_t count, size_t first,
+                              const char *label);
+uint64_t data_check_input_at(const bench_pattern_t *p, const void *buf, size_t count, int rank,
+                             size_t first, const char *label);
 
 /* One table row; mode 0 is out-of-place, mode 1 in-place. */
 typedef struct {
@@ -75,9 +94,14 @@ typedef struct {
 
 void report_header(FILE *f, const bench_opts_t *o, int nranks, const bench_host_t *hosts);
 void report_row(FILE *f, const bench_opts_t *o, const bench_row_t *row);
+/* report_row with root in the root column (report_row prints -1). */
+void report_row_root(FILE *f, const bench_opts_t *o, const bench_row_t *row, int root);
 void report_footer(FILE *f, const bench_opts_t *o, uint64_t wrong, double avg_busbw);
 /* Returns 0, or -1 if writing failed (errno set). */
 int report_json(FILE *f, const bench_opts_t *o, int nranks, const bench_row_t *rows, size_t nrows,
                 uint64_t wrong, double avg_busbw);
+/* report_json with root as every row's root (report_json writes -1). */
+int report_json_root(FILE *f, const bench_opts_t *o, int nranks, const bench_row_t *rows,
+                     size_t nrows, uint64_t wrong, double avg_busbw, int root);
 
 #endif /* JACCL_BENCH_H */

@@ -5,9 +5,19 @@
  * same bits, and a single wrong element is caught without tolerances (except
  * floating-point AVG, whose final division may round).
  *
+ * Bool inputs are 0 or 1 and the library's results are 0 or 1, so bytes are
+ * compared as they are.  For SUM/MAX (OR) rank r sets index i where
+ * (i + r) % period == 0, for PROD/MIN (AND) it clears those: with
+ * period = nranks + 1 each such index is owned by one rank, so a missing
+ * contribution flips the result.  Copies of bool use the bit parity of the
+ * usual value.  Complex64 has the usual value as its real part and another
+ * small integer as its imaginary part; its PROD factors are 1 or 2i, whose
+ * products 2^k i^k are exact in any order.
+ *
  * The receive buffer is poisoned with 0xff bytes before the checked call: that
- * is NaN for floating types and -1 or the type's maximum for integers, none of
- * which is ever expected, so elements the library did not write are counted.
+ * is NaN for floating types, -1 or the type's maximum for integers and 255
+ * for bool, none of which is ever expected, so elements the library did not
+ * write are counted.
  */
 #include "bench.h"
 
@@ -17,6 +27,11 @@
 /* Mismatches printed per check and rank: enough to see a pattern, not a flood. */
 #define MAX_REPORTED 5
 
+/* One element; im is 0 except for complex64. */
+typedef struct {
+    double re, im;
+} value_t;
+
 /* Largest integer result that is exact in dtype and never equals the poison. */
 static double exact_limit(jaccl_dtype_t dtype)
 {
@@ -25,6 +40,12 @@ static double exact_limit(jaccl_dtype_t dtype)
         return 127;
     case JACCL_UINT8:
         return 254;
+    case JACCL_BOOL:
+        return 1;
+    case JACCL_INT16:
+        return 32767;
+    case JACCL_UINT16:
+        return 65534;
     case JACCL_INT32:
     case JACCL_UINT32:
         return 2147483647.0;
@@ -33,6 +54,7 @@ static double exact_limit(jaccl_dtype_t dtype)
     case JACCL_BFLOAT16:
         return 256;
     case JACCL_FLOAT32:
+    case JACCL_COMPLEX64:
         return 16777216.0;
     default: /* 64-bit types: expectations are computed in double */
         return 9007199254740992.0;
@@ -47,6 +69,10 @@ static int max_doublings(jaccl_dtype_t dtype)
         return 6;
     case JACCL_UINT8:
         return 7;
+    case JACCL_INT16:
+        return 14;
+    case JACCL_UINT16:
+        return 15;
     case JACCL_INT32:
         return 30;
     case JACCL_UINT32:
@@ -64,7 +90,16 @@ static int max_doublings(jaccl_dtype_t dtype)
 
 static int is_float(jaccl_dtype_t dtype)
 {
-    return dtype >= JACCL_FLOAT16;
+    switch (dtype) {
+    case JACCL_FLOAT16:
+    case JACCL_BFLOAT16:
+    case JACCL_FLOAT32:
+    case JACCL_FLOAT64:
+    case JACCL_COMPLEX64:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* Relative error of one rounding in dtype, for AVG's division. */
@@ -76,6 +111,7 @@ static double rounding_tolerance(jaccl_dtype_t dtype)
     case JACCL_BFLOAT16:
         return ldexp(1.0, -7);
     case JACCL_FLOAT32:
+    case JACCL_COMPLEX64:
         return ldexp(1.0, -23);
     default:
         return ldexp(1.0, -52);
@@ -91,9 +127,10 @@ void data_pattern_init(bench_pattern_t *p, bench_coll_t coll, jaccl_dtype_t dtyp
     p->dtype = dtype;
     p->op = op;
     p->nranks = nranks;
-    if (coll != COLL_ALLREDUCE) {
-        /* Copies only: any representable value will do; 251 is prime to mix ranks. */
-        p->modulus = limit < 251 ? (size_t)limit : 251;
+    if (!opts_coll_reduces(coll) || dtype == JACCL_BOOL) {
+        /* Copies: any representable value will do; 251 is prime to mix ranks. */
+        p->modulus = limit < 251 && dtype != JACCL_BOOL ? (size_t)limit : 251;
+        p->period = (size_t)nranks + 1; /* bool reductions: see the top */
         return;
     }
     /* nranks * (modulus - 1) <= limit keeps SUM and AVG exact; 16 keeps MIN/MAX varied. */
@@ -106,37 +143,72 @@ void data_pattern_init(bench_pattern_t *p, bench_coll_t coll, jaccl_dtype_t dtyp
     if (op == JACCL_AVG && is_float(dtype)) p->tol = rounding_tolerance(dtype);
 }
 
-static double input_value(const bench_pattern_t *p, int rank, size_t i)
+static int parity(size_t k)
 {
-    size_t r = (size_t)rank;
-    if (p->coll == COLL_ALLREDUCE && p->op == JACCL_PROD) return (i + r) % p->period ? 1.0 : 2.0;
-    return (double)((7 * r + i) % p->modulus);
+    int bit = 0;
+    for (; k != 0; k &= k - 1) bit ^= 1;
+    return bit;
 }
 
-static double expected_value(const bench_pattern_t *p, size_t i)
+static value_t real(double re)
 {
-    double acc = input_value(p, 0, i);
-    for (int r = 1; r < p->nranks; r++) {
-        double v = input_value(p, r, i);
-        switch (p->op) {
-        case JACCL_PROD:
-            acc *= v;
-            break;
-        case JACCL_MIN:
-            acc = v < acc ? v : acc;
-            break;
-        case JACCL_MAX:
-            acc = v > acc ? v : acc;
-            break;
-        default: /* SUM, AVG */
-            acc += v;
-            break;
-        }
+    value_t v = {re, 0.0};
+    return v;
+}
+
+/* The op the check folds with: bool's SUM is OR (MAX on 0/1), its PROD AND (MIN). */
+static jaccl_op_t fold_op(const bench_pattern_t *p)
+{
+    if (p->dtype != JACCL_BOOL) return p->op;
+    return p->op == JACCL_SUM ? JACCL_MAX : p->op == JACCL_PROD ? JACCL_MIN : p->op;
+}
+
+static value_t reduce_input(const bench_pattern_t *p, size_t r, size_t i)
+{
+    int hit = (i + r) % p->period == 0;
+    if (p->dtype == JACCL_BOOL) return real(fold_op(p) == JACCL_MAX ? hit : !hit);
+    value_t two_i = {0.0, 2.0};
+    if (p->dtype == JACCL_COMPLEX64) return hit ? two_i : real(1.0);
+    return real(hit ? 2.0 : 1.0);
+}
+
+static value_t input_value(const bench_pattern_t *p, int rank, size_t i)
+{
+    size_t r = (size_t)rank;
+    int reduces = opts_coll_reduces(p->coll);
+    if (reduces && (p->op == JACCL_PROD || p->dtype == JACCL_BOOL)) return reduce_input(p, r, i);
+    size_t k = (7 * r + i) % p->modulus;
+    if (p->dtype == JACCL_BOOL) return real(parity(k));
+    value_t v = {(double)k, (double)((3 * r + 5 * i + 1) % p->modulus)};
+    return p->dtype == JACCL_COMPLEX64 ? v : real(v.re);
+}
+
+static value_t fold(jaccl_op_t op, value_t acc, value_t v)
+{
+    value_t out = {acc.re + v.re, acc.im + v.im}; /* SUM, AVG */
+    switch (op) {
+    case JACCL_PROD:
+        out.re = acc.re * v.re - acc.im * v.im;
+        out.im = acc.re * v.im + acc.im * v.re;
+        return out;
+    case JACCL_MIN:
+        return v.re < acc.re ? v : acc;
+    case JACCL_MAX:
+        return v.re > acc.re ? v : acc;
+    default:
+        return out;
     }
+}
+
+static value_t expected_value(const bench_pattern_t *p, size_t i)
+{
+    value_t acc = input_value(p, 0, i);
+    for (int r = 1; r < p->nranks; r++) acc = fold(fold_op(p), acc, input_value(p, r, i));
     if (p->op != JACCL_AVG) return acc;
     /* Integer AVG truncates; the sum is a small non-negative integer. */
-    if (!is_float(p->dtype)) return (double)((uint64_t)acc / (uint64_t)p->nranks);
-    return acc / p->nranks;
+    if (!is_float(p->dtype)) return real((double)((uint64_t)acc.re / (uint64_t)p->nranks));
+    value_t avg = {acc.re / p->nranks, acc.im / p->nranks};
+    return avg;
 }
 
 static uint16_t float_to_half(float f)
@@ -189,14 +261,22 @@ static double bf16_to_double(uint16_t b)
     return f;
 }
 
-static void store(jaccl_dtype_t dtype, void *buf, size_t i, double v)
+static void store(jaccl_dtype_t dtype, void *buf, size_t i, value_t value)
 {
+    double v = value.re;
     switch (dtype) {
     case JACCL_INT8:
         ((int8_t *)buf)[i] = (int8_t)v;
         break;
     case JACCL_UINT8:
+    case JACCL_BOOL:
         ((uint8_t *)buf)[i] = (uint8_t)v;
+        break;
+    case JACCL_INT16:
+        ((int16_t *)buf)[i] = (int16_t)v;
+        break;
+    case JACCL_UINT16:
+        ((uint16_t *)buf)[i] = (uint16_t)v;
         break;
     case JACCL_INT32:
         ((int32_t *)buf)[i] = (int32_t)v;
@@ -219,19 +299,28 @@ static void store(jaccl_dtype_t dtype, void *buf, size_t i, double v)
     case JACCL_FLOAT32:
         ((float *)buf)[i] = (float)v;
         break;
+    case JACCL_COMPLEX64:
+        ((float *)buf)[2 * i] = (float)v;
+        ((float *)buf)[2 * i + 1] = (float)value.im;
+        break;
     default:
         ((double *)buf)[i] = v;
         break;
     }
 }
 
-static double load(jaccl_dtype_t dtype, const void *buf, size_t i)
+static double load_real(jaccl_dtype_t dtype, const void *buf, size_t i)
 {
     switch (dtype) {
     case JACCL_INT8:
         return ((const int8_t *)buf)[i];
     case JACCL_UINT8:
+    case JACCL_BOOL: /* the byte as it is: results must be 0 or 1 */
         return ((const uint8_t *)buf)[i];
+    case JACCL_INT16:
+        return ((const int16_t *)buf)[i];
+    case JACCL_UINT16:
+        return ((const uint16_t *)buf)[i];
     case JACCL_INT32:
         return ((const int32_t *)buf)[i];
     case JACCL_UINT32:
@@ -251,36 +340,65 @@ static double load(jaccl_dtype_t dtype, const void *buf, size_t i)
     }
 }
 
+static value_t load(jaccl_dtype_t dtype, const void *buf, size_t i)
+{
+    if (dtype != JACCL_COMPLEX64) return real(load_real(dtype, buf, i));
+    value_t v = {((const float *)buf)[2 * i], ((const float *)buf)[2 * i + 1]};
+    return v;
+}
+
 void data_fill(const bench_pattern_t *p, void *buf, size_t count, int rank)
 {
     for (size_t i = 0; i < count; i++) store(p->dtype, buf, i, input_value(p, rank, i));
 }
 
+static int close_enough(const bench_pattern_t *p, double got, double want)
+{
+    return got == want || fabs(got - want) <= fabs(want) * p->tol;
+}
+
 /* Returns 1 for a mismatch, reporting the first few of each check. */
-static int mismatch(const bench_pattern_t *p, double got, double want, size_t i, uint64_t seen,
+static int mismatch(const bench_pattern_t *p, value_t got, value_t want, size_t i, uint64_t seen,
                     const char *label)
 {
-    if (got == want || fabs(got - want) <= want * p->tol) return 0;
-    if (seen < MAX_REPORTED)
-        fprintf(stderr, "jaccl-bench: %s: element %zu is %.17g, expected %.17g\n", label, i, got,
-                want);
+    if (close_enough(p, got.re, want.re) && close_enough(p, got.im, want.im)) return 0;
+    if (seen >= MAX_REPORTED) return 1;
+    if (p->dtype == JACCL_COMPLEX64)
+        fprintf(stderr, "jaccl-bench: %s: element %zu is (%.9g, %.9g), expected (%.9g, %.9g)\n",
+                label, i, got.re, got.im, want.re, want.im);
+    else
+        fprintf(stderr, "jaccl-bench: %s: element %zu is %.17g, expected %.17g\n", label, i, got.re,
+                want.re);
     return 1;
+}
+
+uint64_t data_check_reduce_at(const bench_pattern_t *p, const void *buf, size_t count, size_t first,
+                              const char *label)
+{
+    uint64_t wrong = 0;
+    for (size_t i = 0; i < count; i++)
+        wrong += mismatch(p, load(p->dtype, buf, i), expected_value(p, first + i), i, wrong, label);
+    return wrong;
+}
+
+uint64_t data_check_input_at(const bench_pattern_t *p, const void *buf, size_t count, int rank,
+                             size_t first, const char *label)
+{
+    uint64_t wrong = 0;
+    for (size_t i = 0; i < count; i++)
+        wrong +=
+            mismatch(p, load(p->dtype, buf, i), input_value(p, rank, first + i), i, wrong, label);
+    return wrong;
 }
 
 uint64_t data_check_reduce(const bench_pattern_t *p, const void *buf, size_t count,
                            const char *label)
 {
-    uint64_t wrong = 0;
-    for (size_t i = 0; i < count; i++)
-        wrong += mismatch(p, load(p->dtype, buf, i), expected_value(p, i), i, wrong, label);
-    return wrong;
+    return data_check_reduce_at(p, buf, count, 0, label);
 }
 
 uint64_t data_check_input(const bench_pattern_t *p, const void *buf, size_t count, int rank,
                           const char *label)
 {
-    uint64_t wrong = 0;
-    for (size_t i = 0; i < count; i++)
-        wrong += mismatch(p, load(p->dtype, buf, i), input_value(p, rank, i), i, wrong, label);
-    return wrong;
+    return data_check_input_at(p, buf, count, rank, 0, label);
 }

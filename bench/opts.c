@@ -2,6 +2,7 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +12,19 @@
 /* Sizes beyond this cannot be allocated anyway; the cap keeps size math far from overflow. */
 #define MAX_BYTES ((size_t)1 << 48)
 
-static const char *const coll_names[] = {"allreduce", "allgather", "sendrecv"};
+/* In bench_coll_t order. */
+static const char *const coll_names[] = {"allreduce", "allgather", "sendrecv", "reducescatter",
+                                         "broadcast", "reduce",    "alltoall"};
 
-/* Printed names follow nccl-tests. */
+#define COLL_LIST "allreduce, allgather, reducescatter, broadcast, reduce, alltoall or sendrecv"
+
+/* Printed names follow nccl-tests (which has no bool, int16, uint16 or complex64). */
 static const char *const dtype_names[JACCL_DTYPE_COUNT] = {
-    "int8", "uint8", "int32", "uint32", "int64", "uint64", "half", "bfloat16", "float", "double"};
+    "int8",     "uint8", "int32",  "uint32", "int64", "uint64", "half",
+    "bfloat16", "float", "double", "bool",   "int16", "uint16", "complex64"};
+
+#define DTYPE_LIST                                                                                 \
+    "int8 uint8 int16 uint16 int32 uint32 int64 uint64 bool half bfloat16 float double complex64"
 
 static const char *const op_names[JACCL_OP_COUNT] = {"sum", "prod", "min", "max", "avg"};
 
@@ -35,9 +44,19 @@ const char *opts_dtype_name(jaccl_dtype_t dtype)
     return dtype_names[dtype];
 }
 
+int opts_coll_reduces(bench_coll_t coll)
+{
+    return coll == COLL_ALLREDUCE || coll == COLL_REDUCESCATTER || coll == COLL_REDUCE;
+}
+
+int opts_coll_rooted(bench_coll_t coll)
+{
+    return coll == COLL_BROADCAST || coll == COLL_REDUCE;
+}
+
 const char *opts_op_name(const bench_opts_t *o)
 {
-    return o->coll == COLL_ALLREDUCE ? op_names[o->op] : "none";
+    return opts_coll_reduces(o->coll) ? op_names[o->op] : "none";
 }
 
 static void usage(FILE *f)
@@ -46,20 +65,30 @@ static void usage(FILE *f)
                "Measure a jaccl collective over a range of sizes (output as nccl-tests).\n"
                "Run one process per rank, e.g. jaccl-launch -n 2 jaccl-bench allreduce.\n"
                "\n"
-               "COLLECTIVE: allreduce, allgather or sendrecv\n"
+               "COLLECTIVE: " COLL_LIST "\n"
                "  -b SIZE   smallest size in bytes (default 8); K, M, G suffixes are 1024-based\n"
                "  -e SIZE   largest size in bytes (default 64M)\n"
                "  -f FACTOR multiply the size by FACTOR (> 1) each step (default 2)\n"
                "  -n ITERS  timed iterations per size (default 20)\n"
                "  -w ITERS  warm-up iterations at the largest and smallest size (default 5)\n"
                "  -c 0|1    verify results after timing (default 1)\n"
-               "  -d TYPE   int8 uint8 int32 uint32 int64 uint64 half|float16 bfloat16\n"
-               "            float|float32 double|float64 (default float)\n"
-               "  -o OP     sum prod min max avg (default sum; allreduce only)\n"
+               "  -d TYPE   int8 uint8 int16 uint16 int32 uint32 int64 uint64 bool\n"
+               "            half|float16 bfloat16 float|float32 double|float64 complex64\n"
+               "            (default float)\n"
+               "  -o OP     sum prod min max avg (default sum; allreduce, reducescatter and\n"
+               "            reduce only); for bool sum and max are OR, prod and min are AND\n"
+               "            and there is no avg; complex64 has sum, prod and avg only\n"
+               "  -r ROOT   root rank of broadcast and reduce (default 0)\n"
                "  -J FILE   also write the results as JSON to FILE (rank 0)\n"
                "  -h        show this help\n"
                "\n"
-               "For allgather SIZE is the gathered (receive) size, as in nccl-tests.\n"
+               "SIZE is as in nccl-tests: the gathered (receive) size for allgather, every\n"
+               "rank's whole send buffer for reducescatter and alltoall, the buffer for the\n"
+               "others; it is rounded down to whole elements (per rank where split).  The\n"
+               "count column is the call's count (per rank for reducescatter, per peer for\n"
+               "alltoall), except for allgather: all gathered elements.  busbw is algbw\n"
+               "times 2(n-1)/n for allreduce, (n-1)/n for allgather, reducescatter and\n"
+               "alltoall, 1 for broadcast, reduce and sendrecv.\n"
                "Exit status: 0 ok, 1 jaccl error or wrong results, 2 bad usage.\n");
 }
 
@@ -141,7 +170,7 @@ static int parse_dtype(const char *s, jaccl_dtype_t *out)
             return 0;
         }
     }
-    return bad_value('d', s, "int8 uint8 int32 uint32 int64 uint64 half bfloat16 float double");
+    return bad_value('d', s, DTYPE_LIST);
 }
 
 static int parse_op(const char *s, jaccl_op_t *out)
@@ -163,10 +192,7 @@ static int parse_coll(const char *s, bench_coll_t *out)
             return 0;
         }
     }
-    fprintf(stderr,
-            "jaccl-bench: unknown collective '%s': expected allreduce, allgather or "
-            "sendrecv\n",
-            s);
+    fprintf(stderr, "jaccl-bench: unknown collective '%s': expected " COLL_LIST "\n", s);
     return -1;
 }
 
@@ -202,6 +228,8 @@ static int parse_flag(int c, const char *arg, bench_opts_t *o)
         return parse_dtype(arg, &o->dtype);
     case 'o':
         return parse_op(arg, &o->op);
+    case 'r':
+        return parse_int('r', arg, 0, INT_MAX, &o->root);
     case 'J':
         o->json_path = arg;
         return 0;
@@ -219,12 +247,12 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
 {
     int c;
     opterr = 0; /* our messages name the flag and what it expects */
-    while ((c = getopt(argc, argv, ":b:e:f:n:w:c:d:o:J:h")) != -1) {
+    while ((c = getopt(argc, argv, ":b:e:f:n:w:c:d:o:r:J:h")) != -1) {
         if (c == 'h') return OPTS_HELP;
         if (parse_flag(c, optarg, o) != 0) return OPTS_ERROR;
     }
     if (optind == argc) {
-        fprintf(stderr, "jaccl-bench: missing COLLECTIVE (allreduce, allgather or sendrecv)\n");
+        fprintf(stderr, "jaccl-bench: missing COLLECTIVE (" COLL_LIST ")\n");
         return OPTS_ERROR;
     }
     if (optind + 1 < argc) {
@@ -232,6 +260,21 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
         return OPTS_ERROR;
     }
     return parse_coll(argv[optind], &o->coll) == 0 ? OPTS_OK : OPTS_ERROR;
+}
+
+/* The library refuses these pairs: say so before any rank starts. */
+static int check_op_dtype(const bench_opts_t *o)
+{
+    if (!opts_coll_reduces(o->coll)) return 0;
+    int minmax = o->op == JACCL_MIN || o->op == JACCL_MAX;
+    if (o->dtype == JACCL_BOOL && o->op == JACCL_AVG)
+        fprintf(stderr, "jaccl-bench: -o avg is not defined for bool\n");
+    else if (o->dtype == JACCL_COMPLEX64 && minmax)
+        fprintf(stderr, "jaccl-bench: -o %s is not defined for complex64 (sum, prod, avg only)\n",
+                op_names[o->op]);
+    else
+        return 0;
+    return -1;
 }
 
 int opts_parse(int argc, char **argv, bench_opts_t *o)
@@ -242,6 +285,7 @@ int opts_parse(int argc, char **argv, bench_opts_t *o)
         fprintf(stderr, "jaccl-bench: -b %zu is larger than -e %zu\n", o->minbytes, o->maxbytes);
         rc = OPTS_ERROR;
     }
+    if (rc == OPTS_OK && check_op_dtype(o) != 0) rc = OPTS_ERROR;
     if (rc == OPTS_HELP) usage(stdout);
     if (rc == OPTS_ERROR) fprintf(stderr, "Try 'jaccl-bench -h' for help.\n");
     return rc;

@@ -48,8 +48,13 @@ static void report_mode(FILE *f, const bench_opts_t *o, const bench_row_t *row, 
 
 void report_row(FILE *f, const bench_opts_t *o, const bench_row_t *row)
 {
+    report_row_root(f, o, row, -1);
+}
+
+void report_row_root(FILE *f, const bench_opts_t *o, const bench_row_t *row, int root)
+{
     fprintf(f, "%12zu  %12zu  %8s  %6s  %6i", row->bytes, row->elems, opts_dtype_name(o->dtype),
-            opts_op_name(o), -1);
+            opts_op_name(o), root);
     report_mode(f, o, row, 0);
     report_mode(f, o, row, 1);
     fprintf(f, "\n");
@@ -81,12 +86,12 @@ static void json_mode(FILE *f, const bench_opts_t *o, const bench_row_t *row, in
         fprintf(f, "null}");
 }
 
-static void json_row(FILE *f, const bench_opts_t *o, const bench_row_t *row)
+static void json_row(FILE *f, const bench_opts_t *o, const bench_row_t *row, int root)
 {
     fprintf(f,
             "    {\"size\": %zu, \"count\": %zu, \"type\": \"%s\", \"redop\": \"%s\", "
-            "\"root\": -1,\n     \"out_of_place\": ",
-            row->bytes, row->elems, opts_dtype_name(o->dtype), opts_op_name(o));
+            "\"root\": %d,\n     \"out_of_place\": ",
+            row->bytes, row->elems, opts_dtype_name(o->dtype), opts_op_name(o), root);
     json_mode(f, o, row, 0);
     fprintf(f, ",\n     \"in_place\": ");
     json_mode(f, o, row, 1);
@@ -96,6 +101,12 @@ static void json_row(FILE *f, const bench_opts_t *o, const bench_row_t *row)
 int report_json(FILE *f, const bench_opts_t *o, int nranks, const bench_row_t *rows, size_t nrows,
                 uint64_t wrong, double avg_busbw)
 {
+    return report_json_root(f, o, nranks, rows, nrows, wrong, avg_busbw, -1);
+}
+
+int report_json_root(FILE *f, const bench_opts_t *o, int nranks, const bench_row_t *rows,
+                     size_t nrows, uint64_t wrong, double avg_busbw, int root)
+{
     fprintf(f,
             "{\n  \"collective\": \"%s\", \"nranks\": %d, \"dtype\": \"%s\", \"op\": \"%s\",\n"
             "  \"minbytes\": %zu, \"maxbytes\": %zu, \"stepfactor\": %.6g, \"iters\": %d, "
@@ -104,7 +115,7 @@ int report_json(FILE *f, const bench_opts_t *o, int nranks, const bench_row_t *r
             o->minbytes, o->maxbytes, o->stepfactor, o->iters, o->warmup, o->check);
     for (size_t i = 0; i < nrows; i++) {
         fprintf(f, "%s\n", i ? "," : "");
-        json_row(f, o, &rows[i]);
+        json_row(f, o, &rows[i], root);
     }
     fprintf(f, "\n  ],\n  \"wrong\": ");
     if (o->check)
