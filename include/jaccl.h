@@ -122,7 +122,9 @@ JACCL_API jaccl_result_t jaccl_comm_init_env(jaccl_comm_t *comm);
  * Split comm into groups of the ranks that pass the same color (>= 0), ranked
  * by key then by rank in comm.  Collective over comm.  A rank passing
  * JACCL_SPLIT_NOCOLOR gets *newcomm = NULL.  The new communicator shares
- * comm's links; it stays valid after comm is destroyed.
+ * comm's links; it stays valid after comm is destroyed.  Because they share
+ * links, do not run operations on comm and newcomm from two threads at once
+ * (their progress threads included: wait for their requests first).
  */
 #define JACCL_SPLIT_NOCOLOR (-1)
 JACCL_API jaccl_result_t jaccl_comm_split(jaccl_comm_t comm, int color, int key,
