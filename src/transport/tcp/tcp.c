@@ -37,7 +37,6 @@ struct tcp_tp {
     int nlinks;
     uint64_t job_id;
     int64_t spin_ns;
-    int oversub;
     int *fds;                      /* [peer * nlinks + link]; -1 for self */
     struct jaccl_wire_addr *addrs; /* every rank's listener, for messages */
     uint32_t *stamp;               /* per (peer, link, dir): last scan that saw its head */
@@ -76,7 +75,6 @@ static jaccl_result_t tcp_open(const struct jaccl_tp_params *p, struct jaccl_tp 
     t->nlinks = nl;
     t->job_id = p->job_id;
     t->spin_ns = p->spin_ns;
-    t->oversub = p->oversubscribed;
     struct sockaddr_storage la = p->local;
     socklen_t ll = p->local_len;
     jaccl_result_t rc = jaccl_sock_listen(&la, &ll, p->size * nl + 16, &t->lfd, p->err);
@@ -312,11 +310,15 @@ static jaccl_result_t tcp_progress(struct jaccl_tp *tp, struct jaccl_xfer *x, in
             idle_since = 0;
             continue;
         }
-        /* Spin first: a wake-up from poll costs more than a small message's round trip. */
+        /*
+         * Spin first: a wake-up from poll costs more than a small message's
+         * round trip.  Yield while spinning: the scheduler may have put the
+         * peer we wait for on our core, even when ranks don't outnumber cores.
+         */
         int64_t now = jaccl_now_ns();
         if (idle_since == 0) idle_since = now;
         if (now - idle_since < t->spin_ns) {
-            if (t->oversub) sched_yield();
+            sched_yield();
             continue;
         }
         rc = tcp_block(t, x, n, deadline_ns);
