@@ -37,6 +37,18 @@ static void red_post(struct jaccl_algo_ctx *c, struct red_part *r, struct jaccl_
     r->post += x->len;
 }
 
+/* More transfer slots, for a group or a batch of many sends and receives. */
+static int run_grow(struct jaccl_algo_ctx *c, int need)
+{
+    int cap = c->xfers_cap;
+    while (cap < need) cap *= 2;
+    struct jaccl_xfer *x = realloc(c->xfers, (size_t)cap * sizeof(*x));
+    if (!x) return -1;
+    c->xfers = x;
+    c->xfers_cap = cap;
+    return 0;
+}
+
 /* Lay out the transfers; returns how many, or -1 if they don't fit. */
 static int run_setup(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns, int withred,
                      struct red_part *red, int *nred)
@@ -46,7 +58,7 @@ static int run_setup(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns, 
     for (int i = 0; i < ns; i++) {
         int peer = jaccl_algo_peer(c, st[i].peer), nl = c->tp->ops->links(c->tp, peer);
         int reduce = withred && st[i].dir == JACCL_XFER_RECV;
-        if (nx + nl * (reduce ? 2 : 1) > c->xfers_cap) return -1;
+        if (nx + nl * (reduce ? 2 : 1) > c->xfers_cap && run_grow(c, nx + nl * 2) != 0) return -1;
         if (reduce && *nred + nl > RUN_MAX_RED * JACCL_MAX_LINKS) return -1;
         for (int l = 0; l < nl; l++) {
             size_t off, len;
@@ -101,7 +113,10 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
     c->tp->err = c->err; /* communicators split from one another share the transport */
     int nx = run_setup(c, st, ns, fn != NULL, red, &nred);
     if (nx < 0)
-        return jaccl_err_set(c->err, JACCL_ERR_INTERNAL, "too many streams (%d) for one step", ns);
+        return jaccl_err_set(c->err, JACCL_ERR_NOMEM,
+                             "cannot lay out %d transfers (out of memory, "
+                             "or more than %d reducing streams)",
+                             ns, RUN_MAX_RED);
     if (nred == 0) return c->tp->ops->progress(c->tp, c->xfers, nx, 0, c->deadline_ns);
     for (;;) {
         int busy = run_reduce_ready(c, st, red, nred, fn, esize);

@@ -292,7 +292,7 @@ JACCL_API jaccl_result_t jaccl_send(const void *buf, size_t count, jaccl_dtype_t
                                     jaccl_comm_t comm)
 {
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
-    if (jaccl_worker_active(comm))
+    if (!jaccl_group_active() && jaccl_worker_active(comm)) /* a group records them */
         return jaccl_worker_call(
             comm, &(struct jaccl_call){JACCL_CALL_SEND, buf, NULL, count, dtype, 0, peer});
     return point_to_point(comm, "jaccl_send", JACCL_XFER_SEND, (void *)buf, count, dtype, peer);
@@ -302,7 +302,7 @@ JACCL_API jaccl_result_t jaccl_recv(void *buf, size_t count, jaccl_dtype_t dtype
                                     jaccl_comm_t comm)
 {
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
-    if (jaccl_worker_active(comm))
+    if (!jaccl_group_active() && jaccl_worker_active(comm)) /* a group records them */
         return jaccl_worker_call(
             comm, &(struct jaccl_call){JACCL_CALL_RECV, NULL, buf, count, dtype, 0, peer});
     return point_to_point(comm, "jaccl_recv", JACCL_XFER_RECV, buf, count, dtype, peer);

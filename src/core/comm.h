@@ -53,6 +53,8 @@ jaccl_result_t jaccl_worker_submit(struct jaccl_comm *c, const struct jaccl_call
                                    jaccl_request_t *out);
 /* Queue a blocking call behind the non-blocking ones and wait for it. */
 jaccl_result_t jaccl_worker_call(struct jaccl_comm *c, const struct jaccl_call *call);
+/* Wait until everything queued has completed (a group is about to use the links). */
+void jaccl_worker_drain(struct jaccl_comm *c);
 /* Run what is queued, then stop the thread. */
 void jaccl_worker_stop(struct jaccl_comm *c);
 

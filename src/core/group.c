@@ -54,6 +54,7 @@ static jaccl_result_t group_run(struct jaccl_comm *c)
         st[n++] = group_ops[i].st;
         group_ops[i].comm = NULL; /* done */
     }
+    jaccl_worker_drain(c); /* issue order: queued non-blocking calls come first */
     jaccl_result_t rc = jaccl_call_begin(c, "jaccl_group_end");
     if (rc == JACCL_SUCCESS) rc = jaccl_call_end(c, jaccl_algo_run(&c->actx, st, n, NULL, 0));
     free(st);

@@ -28,14 +28,23 @@ struct jaccl_worker {
     pthread_mutex_t mu;
     pthread_cond_t work, done;
     struct jaccl_request *head, *tail;
+    int pending; /* submitted, not yet complete */
     int stop;
 };
 
 static _Thread_local int in_worker;
 
+/*
+ * Calls go through the thread only while it has work: when it is idle the
+ * caller (the only thread that submits) may drive the links itself.
+ */
 int jaccl_worker_active(const struct jaccl_comm *c)
 {
-    return c->worker && !in_worker;
+    if (!c->worker || in_worker) return 0;
+    pthread_mutex_lock(&c->worker->mu);
+    int busy = c->worker->pending > 0;
+    pthread_mutex_unlock(&c->worker->mu);
+    return busy;
 }
 
 static int is_p2p(const struct jaccl_request *q)
@@ -68,6 +77,12 @@ static jaccl_result_t call_run(struct jaccl_comm *c, const struct jaccl_call *k)
     return JACCL_ERR_INTERNAL;
 }
 
+static struct jaccl_request *first_after(struct jaccl_request *q, int n)
+{
+    while (n-- > 0) q = q->next;
+    return q;
+}
+
 /* Run the head request, or the run of flushed sends and receives at the head, as a group. */
 static void worker_run(struct jaccl_comm *c, struct jaccl_request *first, int n)
 {
@@ -75,17 +90,27 @@ static void worker_run(struct jaccl_comm *c, struct jaccl_request *first, int n)
     struct jaccl_request *q = first;
     if (!is_p2p(first)) {
         rc = call_run(c, &first->call);
+        first->rc = rc;
+        snprintf(first->msg, sizeof(first->msg), "%s", c->err.msg);
     } else {
+        /* A call refused at once (bad argument) keeps its own result. */
         jaccl_group_start();
-        for (int i = 0; i < n; i++, q = q->next) call_run(c, &q->call);
+        for (int i = 0; i < n; i++, q = q->next) {
+            q->rc = call_run(c, &q->call);
+            if (q->rc != JACCL_SUCCESS) snprintf(q->msg, sizeof(q->msg), "%s", c->err.msg);
+        }
         rc = jaccl_group_end();
+        for (q = first; q != first_after(first, n); q = q->next)
+            if (q->rc == JACCL_SUCCESS && rc != JACCL_SUCCESS) {
+                q->rc = rc;
+                snprintf(q->msg, sizeof(q->msg), "%s", c->err.msg);
+            }
     }
     struct jaccl_worker *w = c->worker;
     pthread_mutex_lock(&w->mu);
     for (int i = 0; i < n; i++, first = first->next) {
-        first->rc = rc;
-        snprintf(first->msg, sizeof(first->msg), "%s", c->err.msg);
         first->done = 1;
+        w->pending--;
     }
     pthread_cond_broadcast(&w->done);
     pthread_mutex_unlock(&w->mu);
@@ -154,6 +179,10 @@ jaccl_result_t jaccl_worker_submit(struct jaccl_comm *c, const struct jaccl_call
                                    jaccl_request_t *out)
 {
     if (!c || !out) return JACCL_ERR_INVALID_ARGUMENT;
+    if (jaccl_group_active())
+        return jaccl_err_set(&c->err, JACCL_ERR_INVALID_USAGE,
+                             "non-blocking calls may not be made between jaccl_group_start and "
+                             "jaccl_group_end");
     if (!c->worker) {
         jaccl_result_t rc = worker_start(c);
         if (rc != JACCL_SUCCESS) return rc;
@@ -168,6 +197,7 @@ jaccl_result_t jaccl_worker_submit(struct jaccl_comm *c, const struct jaccl_call
     else
         w->head = q;
     w->tail = q;
+    w->pending++;
     if (!is_p2p(q)) worker_flush(w); /* a collective behind them must not wait forever */
     pthread_mutex_unlock(&w->mu);
     *out = q;
@@ -179,6 +209,16 @@ jaccl_result_t jaccl_worker_call(struct jaccl_comm *c, const struct jaccl_call *
     jaccl_request_t q = NULL;
     jaccl_result_t rc = jaccl_worker_submit(c, call, &q);
     return rc == JACCL_SUCCESS ? jaccl_wait(q) : rc;
+}
+
+void jaccl_worker_drain(struct jaccl_comm *c)
+{
+    struct jaccl_worker *w = c->worker;
+    if (!w || in_worker) return;
+    pthread_mutex_lock(&w->mu);
+    worker_flush(w);
+    while (w->pending > 0) pthread_cond_wait(&w->done, &w->mu);
+    pthread_mutex_unlock(&w->mu);
 }
 
 void jaccl_worker_stop(struct jaccl_comm *c)
