@@ -446,17 +446,9 @@ static int32_t write_json(bench_t *b, uint64_t wrong, double avg)
 /* Footer and JSON; returns the exit status every rank agrees on. */
 static int finish(bench_t *b)
 {
-    uint64_t wrong = 0;
-    double bw = 0;
-    int nbw = 0;
-    for (size_t i = 0; i < b->nrows; i++) {
-        for (int m = 0; m < b->rows[i].modes; m++) {
-            wrong += b->rows[i].wrong[m];
-            bw += b->rows[i].busbw[m];
-            nbw++;
-        }
-    }
-    double avg = nbw > 0 ? bw / nbw : 0.0;
+    uint64_t wrong;
+    double avg;
+    report_totals(b->rows, b->nrows, &wrong, &avg);
     int32_t status = wrong > 0 ? 1 : 0;
     if (b->rank == 0) {
         report_footer(stdout, &b->o, wrong, avg);

@@ -97,6 +97,8 @@ void report_row(FILE *f, const bench_opts_t *o, const bench_row_t *row);
 /* report_row with root in the root column (report_row prints -1). */
 void report_row_root(FILE *f, const bench_opts_t *o, const bench_row_t *row, int root);
 void report_footer(FILE *f, const bench_opts_t *o, uint64_t wrong, double avg_busbw);
+/* Wrong elements over every row and mode, and the mean busbw (nccl-tests' "Avg bus bandwidth"). */
+void report_totals(const bench_row_t *rows, size_t nrows, uint64_t *wrong, double *avg_busbw);
 /* Returns 0, or -1 if writing failed (errno set). */
 int report_json(FILE *f, const bench_opts_t *o, int nranks, const bench_row_t *rows, size_t nrows,
                 uint64_t wrong, double avg_busbw);

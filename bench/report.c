@@ -130,3 +130,18 @@ int report_json_root(FILE *f, const bench_opts_t *o, int nranks, const bench_row
     }
     return 0;
 }
+
+void report_totals(const bench_row_t *rows, size_t nrows, uint64_t *wrong, double *avg_busbw)
+{
+    double bw = 0;
+    int nbw = 0;
+    *wrong = 0;
+    for (size_t i = 0; i < nrows; i++) {
+        for (int m = 0; m < rows[i].modes; m++) {
+            *wrong += rows[i].wrong[m];
+            bw += rows[i].busbw[m];
+            nbw++;
+        }
+    }
+    *avg_busbw = nbw > 0 ? bw / nbw : 0.0;
+}

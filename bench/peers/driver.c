@@ -411,17 +411,9 @@ static int32_t write_json(drv_t *d, uint64_t wrong, double avg)
 
 static int finish(drv_t *d)
 {
-    uint64_t wrong = 0;
-    double bw = 0;
-    int nbw = 0;
-    for (size_t i = 0; i < d->nrows; i++) {
-        for (int m = 0; m < d->rows[i].modes; m++) {
-            wrong += d->rows[i].wrong[m];
-            bw += d->rows[i].busbw[m];
-            nbw++;
-        }
-    }
-    double avg = nbw > 0 ? bw / nbw : 0.0;
+    uint64_t wrong;
+    double avg;
+    report_totals(d->rows, d->nrows, &wrong, &avg);
     int32_t status = wrong > 0 ? 1 : 0;
     if (d->rank == 0) {
         report_footer(stdout, &d->o, wrong, avg);
