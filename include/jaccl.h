@@ -33,7 +33,8 @@ extern "C" {
     X(JACCL_ERR_TIMEOUT, "timed out")                                                              \
     X(JACCL_ERR_UNSUPPORTED, "unsupported")                                                        \
     X(JACCL_ERR_NOMEM, "out of memory")                                                            \
-    X(JACCL_ERR_INTERNAL, "internal error")
+    X(JACCL_ERR_INTERNAL, "internal error")                                                        \
+    X(JACCL_ERR_ABORTED, "communicator was aborted")
 
 #define JACCL_RESULT_ENUM_(name, str) name,
 typedef enum { JACCL_RESULT_LIST(JACCL_RESULT_ENUM_) JACCL_RESULT_COUNT } jaccl_result_t;

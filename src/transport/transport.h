@@ -37,6 +37,12 @@ struct jaccl_tp_params {
     socklen_t local_len;
     int links_per_peer; /* requested, e.g. JACCL_TCP_SOCKETS */
     int64_t spin_ns;    /* how long waits spin before blocking */
+    /*
+     * Set (non-zero) by jaccl_comm_abort from any thread or a signal handler.
+     * Every blocking wait of a transport checks it at least every few
+     * milliseconds and then returns JACCL_ERR_ABORTED.  May be NULL.
+     */
+    const volatile int *abort_flag;
     int oversubscribed; /* more local ranks than cores: yield while spinning */
     struct jaccl_err *err;
 };
@@ -53,6 +59,7 @@ struct jaccl_tp {
 
 #define JACCL_TP_ADDR_MAX 256
 #define JACCL_MAX_LINKS   16
+#define JACCL_TP_NOWAIT   ((int64_t)0)
 
 struct jaccl_transport_ops {
     const char *name;
@@ -66,11 +73,19 @@ struct jaccl_transport_ops {
     /* Build the links to every peer; rank r's address is at addrs + r * stride. */
     jaccl_result_t (*connect)(struct jaccl_tp *tp, const void *addrs, size_t stride,
                               int64_t deadline_ns);
-    /* Number of links to peer (>= 1). */
+    /*
+     * Number of links to peer.  0 means this transport has no link to that
+     * peer (e.g. an RDMA ring without a cable between the two, or shm to
+     * another host): the core then reaches the peer through the next
+     * transport in priority order.
+     */
     int (*links)(struct jaccl_tp *tp, int peer);
     /*
      * Move bytes of x[0..n).  Returns once every transfer is complete, or, when
      * any is set, once some progress was made.  Errors name the peer and link.
+     * deadline_ns == JACCL_TP_NOWAIT asks for one pass that never blocks: move
+     * what can move now and return JACCL_SUCCESS (a composite of transports
+     * polls each in turn this way).
      */
     jaccl_result_t (*progress)(struct jaccl_tp *tp, struct jaccl_xfer *x, int n, int any,
                                int64_t deadline_ns);

@@ -306,6 +306,7 @@ static jaccl_result_t tcp_progress(struct jaccl_tp *tp, struct jaccl_xfer *x, in
         jaccl_result_t rc = tcp_scan(t, x, n, &moved, &pending);
         if (rc != JACCL_SUCCESS) return rc;
         if (pending == 0 || (moved && any)) return JACCL_SUCCESS;
+        if (deadline_ns == JACCL_TP_NOWAIT) return JACCL_SUCCESS;
         if (moved) {
             idle_since = 0;
             continue;
