@@ -3,11 +3,14 @@
 # with sudo), builds, and runs the benchmark or the test suite.
 #   ./dev.sh bench [NP] [jaccl-bench args...]   all-reduce benchmark on this machine
 #   ./dev.sh test                               whole suite, plain and ASan+UBSan builds
+#   ./dev.sh fuzz [SECONDS]                     every fuzzing harness for SECONDS each
 #   ./dev.sh build                              build only (into ./build)
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES="gcc meson ninja-build pkg-config libcmocka-dev python3 iproute2 procps"
+PACKAGES="gcc g++ meson ninja-build pkg-config libcmocka-dev python3 python3-numpy iproute2 procps
+          libjansson-dev libssl-dev libibverbs-dev openssh-server openssh-client openmpi-bin
+          clang libclang-rt-14-dev"
 
 install_deps() {
     local missing=""
@@ -67,6 +70,10 @@ bench)
     shift $(( $# >= 2 ? 2 : $# ))
     exec build/tools/jaccl-launch -n "$np" -- build/bench/jaccl-bench allreduce "$@"
     ;;
+fuzz)   # ./dev.sh fuzz [SECONDS]: every libFuzzer harness for SECONDS each (default 30)
+    install_deps
+    exec tests/fuzz/run.sh "${2:-30}"
+    ;;
 test)
     install_deps
     passed=0 failed=0
@@ -75,11 +82,15 @@ test)
     build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         run_suite build-asan "ASan+UBSan build" 3
+    echo "== fuzzing (${FUZZ_SECONDS:-30} s per harness)"
+    fz=$(tests/fuzz/run.sh "${FUZZ_SECONDS:-30}" | tee /dev/stderr |
+         sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
+    read -r p f <<<"${fz:-0 1}"; passed=$((passed + p)); failed=$((failed + f))
     echo "$passed passed, $failed failed"
     [ "$failed" = 0 ]
     ;;
 *)
-    echo "usage: ./dev.sh bench [NP] [jaccl-bench args] | test | build" >&2
+    echo "usage: ./dev.sh bench [NP] [jaccl-bench args] | test | fuzz [SECONDS] | build" >&2
     exit 2
     ;;
 esac

@@ -134,6 +134,17 @@ JACCL_API jaccl_result_t jaccl_comm_split(jaccl_comm_t comm, int color, int key,
 /* Close every link and free the communicator.  NULL is accepted. */
 JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm);
 
+/*
+ * Make the call blocked on comm (in any thread, its progress thread
+ * included) return JACCL_ERR_ABORTED within a few milliseconds; every later
+ * call on comm returns JACCL_ERR_ABORTED at once, and only jaccl_comm_destroy
+ * may follow.  Communicators split from comm (or comm's parent) share its
+ * links and are aborted with it.  Safe to call from another thread and from
+ * a signal handler (it only sets a flag).  Errors: JACCL_ERR_INVALID_ARGUMENT
+ * for NULL.
+ */
+JACCL_API jaccl_result_t jaccl_comm_abort(jaccl_comm_t comm);
+
 /* This process's rank in [0, size), or -1 for a NULL comm. */
 JACCL_API int jaccl_comm_rank(jaccl_comm_t comm);
 
@@ -148,6 +159,14 @@ JACCL_API const char *jaccl_result_string(jaccl_result_t result);
  * calling thread's last failed jaccl_comm_init_env.  Valid until the next call.
  */
 JACCL_API const char *jaccl_last_error(jaccl_comm_t comm);
+
+/*
+ * Every collective and send/recv below may also return JACCL_ERR_INVALID_USAGE
+ * (another rank made a different call: other collective, count, dtype, op or
+ * root, or a recv of another size than the send; the message names both
+ * sides) and JACCL_ERR_ABORTED (jaccl_comm_abort).  After those, REMOTE and
+ * TIMEOUT the communicator refuses further calls: destroy it.
+ */
 
 /*
  * recvbuf[i] = op over all ranks of sendbuf[i], for i < count.  Every rank gets

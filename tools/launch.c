@@ -1,6 +1,6 @@
-/* jaccl-launch: starts N local ranks of a program with the JACCL bootstrap environment,
- * prefixes their output lines with the rank, and makes sure that neither the ranks nor
- * their descendants outlive the job.
+/* jaccl-launch: starts the ranks of a program, on this machine (-n N) or on the hosts of a
+ * hostfile over ssh, with the JACCL bootstrap environment; prefixes their output lines with
+ * the rank, and makes sure that neither the ranks nor their descendants outlive the job.
  *
  * Design: the launcher is single-threaded and event driven. All ranks share one process
  * group (the first rank leads it), so one kill(-pgid) reaches every rank and every
@@ -8,7 +8,12 @@
  * SIGINT/SIGTERM/SIGHUP) are blocked and read from a signalfd, so all work happens in
  * the poll() loop, never in a handler. The launcher is a child subreaper, so orphaned
  * descendants are re-parented to it and reaped. Ranks die with the launcher through
- * PR_SET_PDEATHSIG; a small guardian process kills the rest of the group then. */
+ * PR_SET_PDEATHSIG; a small guardian process kills the rest of the group then.
+ *
+ * A remote rank is an ssh client in the same group, with SIGINT/SIGTERM/SIGHUP ignored (ssh
+ * keeps ignored signals ignored). Its stdin is a control pipe: the job key, then the names
+ * of the signals to deliver remotely; the remote wrapper (remote.c) stops the session's
+ * processes when told, or when the connection closes because the ssh client died. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,11 +28,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "plan.h"
+#include "remote.h"
 
 #define PROG      "jaccl-launch"
 #define MAX_RANKS 4096
@@ -49,6 +59,10 @@ struct opts {
     char **env;         /* "K=V" strings from argv */
     int64_t timeout_ms; /* 0: none */
     char **argv;        /* PROGRAM ARGS... */
+    const char *hostfile, *hosts, *backend, *cwd, *ssh;
+    int port; /* coordinator port; 0: pick one */
+    bool dry_run;
+    struct plan plan; /* filled once the arguments are read */
 };
 
 /* Buffered output to the launcher's stdout or stderr. */
@@ -70,6 +84,11 @@ struct stream {
 struct rank {
     pid_t pid;
     bool running;
+    int host;        /* index in the hostfile, -1 for -n N */
+    bool remote;     /* started through ssh */
+    int ctl;         /* write end of a remote rank's control pipe, -1: none */
+    char **ssh_argv; /* remote ranks: the ssh command line */
+    char *ssh_cmd;   /* ... and the command it runs there */
     char prefix[16];
     size_t prefix_len;
     struct stream io[2]; /* stdout, stderr */
@@ -77,7 +96,8 @@ struct rank {
 
 struct job {
     const struct opts *o;
-    char coord[32];
+    const struct plan *p;
+    char devices_file[64]; /* local copy of the device matrix, for local ranks; "" if none */
     struct rank *ranks;
     int started;
     int live; /* started and not yet reaped */
@@ -110,27 +130,44 @@ static int64_t now_ms(void)
 
 static void usage(FILE *f)
 {
-    fputs("Usage: " PROG " -n N [--env K=V]... [--timeout SEC] [--] PROGRAM [ARGS...]\n"
+    fputs("Usage: " PROG " -n N [OPTIONS] [--] PROGRAM [ARGS...]\n"
+          "       " PROG " --hostfile FILE | --hosts A,B,... [OPTIONS] [--] PROGRAM [ARGS...]\n"
           "\n"
-          "Starts N local ranks of PROGRAM. Each rank gets JACCL_RANK, JACCL_SIZE and\n"
-          "JACCL_COORDINATOR (127.0.0.1 and a free port) in its environment, and every\n"
-          "line it writes to stdout or stderr is printed with a \"[RANK] \" prefix.\n"
+          "Starts N local ranks of PROGRAM, or one rank per host of a hostfile (MLX's\n"
+          "format; \"slots\": K or A:K for K ranks) over ssh. Each rank gets JACCL_RANK,\n"
+          "JACCL_SIZE, JACCL_COORDINATOR (127.0.0.1, or the first host's first ip, and a\n"
+          "free or random port) and JACCL_JOB_KEY (random unless set) in its environment,\n"
+          "and every line it writes to stdout or stderr is printed with a \"[RANK] \" prefix.\n"
+          "Hosts that are this machine run without ssh.\n"
           "\n"
-          "  -n N            number of ranks (1..4096)\n"
+          "  -n N            number of ranks (1..4096) on this machine\n"
+          "  --hostfile FILE hosts, backend and envs from a JSON hostfile\n"
+          "  --hosts A,B,... hosts given by name (ssh destinations)\n"
+          "  --backend B     mesh (algorithm), ring (algorithm, over TCP: MLX's ring),\n"
+          "                  tcp, rdma (transport), or MLX's jaccl / jaccl-ring (mesh / ring\n"
+          "                  over the hosts' \"rdma\" devices: the launcher writes their\n"
+          "                  matrix to a file named by JACCL_IBV_DEVICES on each host);\n"
+          "                  default: the hostfile's\n"
+          "  --cwd DIR       directory the ranks run in (default: the current one, when\n"
+          "                  it exists on the host)\n"
+          "  --ssh CMD       ssh command line (default: $JACCL_SSH, else ssh); BatchMode\n"
+          "                  is always on: keys or an agent, no passwords\n"
+          "  --port P        coordinator port (default: free here, random for a remote)\n"
+          "  --dry-run       print what would run where, and exit\n"
           "  --env K=V       also set K=V in every rank (repeatable; applied after the\n"
           "                  JACCL_* variables, so it can override them)\n"
           "  --timeout SEC   stop all ranks after SEC seconds and exit with status 124\n"
           "  -h, --help      print this help\n"
           "\n"
           "When a rank fails, or the launcher gets SIGINT/SIGTERM/SIGHUP, all ranks and\n"
-          "their descendants are sent SIGTERM (the signal itself when forwarding one),\n"
-          "then SIGKILL after 2 s. Leftover descendants of ranks that exited are also\n"
-          "stopped. Rank 0 reads the launcher's stdin unless it is a terminal; the other\n"
-          "ranks read /dev/null.\n"
+          "their descendants, here and on every host, are sent SIGTERM (the signal itself\n"
+          "when forwarding one), then SIGKILL after 2 s. Leftover descendants of ranks\n"
+          "that exited are also stopped. A local rank 0 reads the launcher's stdin unless\n"
+          "it is a terminal; the other ranks read /dev/null.\n"
           "\n"
           "Exit status: 0 if every rank exits 0; otherwise the first failure (a rank's\n"
           "exit status, 128+S for signal S), 124 on timeout, 127 if PROGRAM cannot be\n"
-          "run, 2 for usage errors.\n",
+          "run, 255 if ssh fails, 2 for usage errors.\n",
           f);
 }
 
@@ -186,6 +223,29 @@ static int parse_opt(int c, char *arg, const char *word, struct opts *o)
         if (!parse_seconds(arg, &o->timeout_ms))
             return bad_usage("invalid --timeout '%s' (expected seconds > 0)", arg);
         return -1;
+    case 'F':
+        o->hostfile = arg;
+        return -1;
+    case 'H':
+        o->hosts = arg;
+        return -1;
+    case 'b':
+        o->backend = arg;
+        return -1;
+    case 'C':
+        o->cwd = arg;
+        return -1;
+    case 'S':
+        o->ssh = arg;
+        return -1;
+    case 'p':
+        o->port = atoi(arg);
+        if (o->port < 1 || o->port > 65535)
+            return bad_usage("invalid --port '%s' (expected 1..65535)", arg);
+        return -1;
+    case 'D':
+        o->dry_run = true;
+        return -1;
     case 'h':
         usage(stdout);
         return 0;
@@ -202,6 +262,13 @@ static int parse_args(int argc, char **argv, struct opts *o)
     static const struct option longopts[] = {
         {"env", required_argument, NULL, 'e'},
         {"timeout", required_argument, NULL, 't'},
+        {"hostfile", required_argument, NULL, 'F'},
+        {"hosts", required_argument, NULL, 'H'},
+        {"backend", required_argument, NULL, 'b'},
+        {"cwd", required_argument, NULL, 'C'},
+        {"ssh", required_argument, NULL, 'S'},
+        {"port", required_argument, NULL, 'p'},
+        {"dry-run", no_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -218,7 +285,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
         int rc = parse_opt(c, optarg, word, o);
         if (rc >= 0) return rc;
     }
-    if (o->n == 0) return bad_usage("%s", "-n N is required");
+    int modes = (o->n > 0) + (o->hostfile != NULL) + (o->hosts != NULL);
+    if (modes == 0) return bad_usage("%s", "-n N, --hostfile FILE or --hosts LIST is required");
+    if (modes > 1) return bad_usage("%s", "use one of -n, --hostfile and --hosts");
     if (optind >= argc) return bad_usage("%s", "missing PROGRAM");
     o->argv = argv + optind;
     return -1;
@@ -307,8 +376,37 @@ static void read_stream(struct job *j, struct stream *s)
 
 /* ------------------------------------------------------------------ stopping */
 
+/* One line to a remote rank's wrapper; a rank whose ssh is gone just drops it. */
+static void ctl_send(struct rank *k, const char *line)
+{
+    if (k->ctl < 0) return;
+    struct iovec v[2] = {{(void *)line, strlen(line)}, {"\n", 1}};
+    if (writev(k->ctl, v, 2) < 0 && errno != EINTR) {
+        close(k->ctl);
+        k->ctl = -1;
+    }
+}
+
+static const char *sig_word(int sig)
+{
+    switch (sig) {
+    case SIGINT:
+        return "INT";
+    case SIGHUP:
+        return "HUP";
+    case SIGKILL:
+        return "KILL";
+    default:
+        return "TERM";
+    }
+}
+
+/* The local group (remote ranks' ssh clients ignore all but SIGKILL), and every remote
+ * rank still running. */
 static void signal_group(struct job *j, int sig)
 {
+    for (int r = 0; r < j->started; r++)
+        if (j->ranks[r].running) ctl_send(&j->ranks[r], sig_word(sig));
     if (j->pgid > 0) kill(-j->pgid, sig);
 }
 
@@ -370,7 +468,12 @@ static void on_launcher_signal(struct job *j, int sig)
 
 static void rank_exited(struct job *j, int r, int st)
 {
-    j->ranks[r].running = false;
+    struct rank *k = &j->ranks[r];
+    k->running = false;
+    if (k->ctl >= 0) {
+        close(k->ctl);
+        k->ctl = -1;
+    }
     if (--j->live == 0) {
         int64_t t = now_ms() + GRACE_MS + GIVEUP_MS;
         if (!j->giveup_at || t < j->giveup_at) j->giveup_at = t;
@@ -378,7 +481,16 @@ static void rank_exited(struct job *j, int r, int st)
     int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     if (code == 0 || j->stopping) return; /* after stop(), deaths are expected */
     const char *more = j->live > 0 ? "; stopping the other ranks" : "";
-    if (WIFEXITED(st))
+    const char *host = k->host >= 0 ? j->p->hf.hosts[k->host].ssh : NULL;
+    if (k->remote && code == 255)
+        fprintf(stderr,
+                PROG ": rank %d: ssh to %s failed with status 255 (see its message above; "
+                     "check that 'ssh -o BatchMode=yes %s true' works)%s\n",
+                r, host, host, more);
+    else if (host)
+        fprintf(stderr, PROG ": rank %d on %s exited with status %d%s%s\n", r, host, code,
+                code > 128 && code < 128 + 65 ? " (killed by a signal)" : "", more);
+    else if (WIFEXITED(st))
         fprintf(stderr, PROG ": rank %d exited with status %d%s\n", r, code, more);
     else
         fprintf(stderr, PROG ": rank %d was killed by signal %d (%s)%s\n", r, WTERMSIG(st),
@@ -459,13 +571,15 @@ static void guardian_release(struct job *j)
 
 /* Generic part of a rank's child side: join the job's process group, die with the
  * launcher, wire up stdio and undo the launcher's signal setup. */
-static void child_setup(const struct job *j, int r, int out_fd, int err_fd)
+static void child_setup(const struct job *j, int r, int in_fd, int out_fd, int err_fd)
 {
     setpgid(0, j->pgid); /* pgid 0 for rank 0: it becomes the group leader */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != j->self) _exit(127); /* the launcher died before prctl() */
     /* Ranks run in a background process group: reading a terminal would stop them. */
-    if (r != 0 || isatty(STDIN_FILENO)) {
+    if (in_fd >= 0) {
+        dup2(in_fd, STDIN_FILENO);
+    } else if (r != 0 || isatty(STDIN_FILENO)) {
         int null = open("/dev/null", O_RDONLY);
         if (null >= 0 && null != STDIN_FILENO) {
             dup2(null, STDIN_FILENO);
@@ -478,19 +592,40 @@ static void child_setup(const struct job *j, int r, int out_fd, int err_fd)
     sigaction(SIGCHLD, &j->old_chld, NULL);
 }
 
-/* How a rank is started, in the child after child_setup(): this is the one function a
- * cluster mode replaces (e.g. by an ssh command line that carries the environment). */
+/* A remote rank: ssh carries the environment in its command line; the signals we forward
+ * go through the control pipe, so the ssh client itself must not die of them. */
+_Noreturn static void exec_ssh(const struct job *j, int r)
+{
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigaction(SIGINT, &ign, NULL);
+    sigaction(SIGTERM, &ign, NULL);
+    sigaction(SIGHUP, &ign, NULL);
+    sigprocmask(SIG_SETMASK, &j->old_mask, NULL);
+    char **argv = j->ranks[r].ssh_argv;
+    execvp(argv[0], argv);
+    dprintf(STDERR_FILENO, PROG ": cannot run %s for rank %d: %s\n", argv[0], r, strerror(errno));
+    _exit(255);
+}
+
+/* How a rank is started, in the child after child_setup(). */
 _Noreturn static void exec_rank(const struct job *j, int r)
 {
     char rank[16], size[16];
+    if (j->ranks[r].remote) exec_ssh(j, r);
     snprintf(rank, sizeof rank, "%d", r);
-    snprintf(size, sizeof size, "%d", j->o->n);
+    snprintf(size, sizeof size, "%d", j->p->n);
     if (setenv("JACCL_RANK", rank, 1) || setenv("JACCL_SIZE", size, 1) ||
-        setenv("JACCL_COORDINATOR", j->coord, 1)) {
+        setenv("JACCL_COORDINATOR", j->p->coord, 1) || setenv("JACCL_JOB_KEY", j->p->key, 1) ||
+        (j->devices_file[0] && setenv("JACCL_IBV_DEVICES", j->devices_file, 1))) {
         dprintf(STDERR_FILENO, PROG ": cannot set the environment: %s\n", strerror(errno));
         _exit(127);
     }
-    for (int i = 0; i < j->o->nenv; i++) putenv(j->o->env[i]);
+    for (int i = 0; i < j->p->nenv; i++) putenv(j->p->env[i]);
+    if (j->p->cwd[0] && chdir(j->p->cwd) != 0) {
+        dprintf(STDERR_FILENO, PROG ": rank %d: cannot cd to %s: %s\n", r, j->p->cwd,
+                strerror(errno));
+        _exit(127);
+    }
     /* Unblock last: a SIGTERM sent to the group meanwhile is delivered now. */
     sigprocmask(SIG_SETMASK, &j->old_mask, NULL);
     execvp(j->o->argv[0], j->o->argv);
@@ -511,8 +646,12 @@ static void init_stream(struct job *j, struct stream *s, int r, int fd, int whic
 static int start_rank(struct job *j, int r)
 {
     struct rank *k = &j->ranks[r];
-    int out[2], err[2], e;
-    if (pipe2(out, O_CLOEXEC) != 0) return errno;
+    int out[2], err[2], ctl[2] = {-1, -1}, e;
+    if (k->remote && pipe2(ctl, O_CLOEXEC) != 0) return errno;
+    if (pipe2(out, O_CLOEXEC) != 0) {
+        e = errno;
+        goto close_ctl;
+    }
     if (pipe2(err, O_CLOEXEC) != 0) {
         e = errno;
         goto close_out;
@@ -523,8 +662,13 @@ static int start_rank(struct job *j, int r)
         goto close_err;
     }
     if (pid == 0) {
-        child_setup(j, r, out[1], err[1]);
+        child_setup(j, r, ctl[0], out[1], err[1]);
         exec_rank(j, r);
+    }
+    if (k->remote) {
+        close(ctl[0]);
+        k->ctl = ctl[1];
+        ctl_send(k, j->p->key);
     }
     /* Also set here: the child may not have run yet when we next signal the group. */
     setpgid(pid, j->pgid ? j->pgid : pid);
@@ -548,24 +692,13 @@ close_err:
 close_out:
     close(out[0]);
     close(out[1]);
+close_ctl:
+    if (ctl[0] >= 0) close(ctl[0]);
+    if (ctl[1] >= 0) close(ctl[1]);
     return e;
 }
 
 /* ------------------------------------------------------------------ setup */
-
-/* A free TCP port on 127.0.0.1 for the coordinator (rank 0 binds it right away). */
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
 
 static int setup_signals(struct job *j)
 {
@@ -590,26 +723,51 @@ static int setup_signals(struct job *j)
 /* Allocated up front, so output never fails later; untouched pages cost nothing. */
 static int alloc_buffers(struct job *j)
 {
-    for (int r = 0; r < j->o->n; r++)
+    for (int r = 0; r < j->p->n; r++)
         for (int i = 0; i < 2; i++)
             if (!(j->ranks[r].io[i].buf = malloc(LINE_CAP))) return -1;
     return 0;
 }
 
-static int job_init(struct job *j)
+/* Local ranks read the device matrix from a file of ours, removed when the job ends. */
+static int write_devices_file(struct job *j)
 {
-    int n = j->o->n, port = free_port();
-    j->self = getpid();
-    if (port < 0) {
-        fprintf(stderr, PROG ": cannot find a free port: %s\n", strerror(errno));
+    bool local = false;
+    for (int r = 0; r < j->p->n; r++) local |= !j->p->remote[r];
+    if (!j->p->devices || !local) return 0;
+    snprintf(j->devices_file, sizeof j->devices_file, "/tmp/jaccl-devices.XXXXXX");
+    int fd = mkstemp(j->devices_file);
+    if (fd < 0) {
+        j->devices_file[0] = '\0';
         return -1;
     }
-    snprintf(j->coord, sizeof j->coord, "127.0.0.1:%d", port);
+    write_all(fd, j->p->devices, strlen(j->p->devices));
+    write_all(fd, "\n", 1);
+    close(fd);
+    return 0;
+}
+
+static int prepare_ranks(struct job *j)
+{
+    for (int r = 0; r < j->p->n; r++) {
+        struct rank *k = &j->ranks[r];
+        k->host = j->p->host[r];
+        k->remote = j->p->remote[r];
+        k->ctl = -1;
+        if (k->remote && !(k->ssh_argv = plan_ssh_argv(j->p, r, &k->ssh_cmd))) return -1;
+    }
+    return 0;
+}
+
+static int job_init(struct job *j)
+{
+    int n = j->p->n;
+    j->self = getpid();
     j->ranks = calloc((size_t)n, sizeof *j->ranks);
     j->pfds = calloc((size_t)(2 * n + 1), sizeof *j->pfds);
     j->pmap = calloc((size_t)(2 * n + 1), sizeof *j->pmap);
-    if (!j->ranks || !j->pfds || !j->pmap || alloc_buffers(j) != 0 || setup_signals(j) != 0 ||
-        start_guardian(j) != 0) {
+    if (!j->ranks || !j->pfds || !j->pmap || prepare_ranks(j) != 0 || alloc_buffers(j) != 0 ||
+        write_devices_file(j) != 0 || setup_signals(j) != 0 || start_guardian(j) != 0) {
         fprintf(stderr, PROG ": cannot set up: %s\n", strerror(errno));
         return -1;
     }
@@ -619,8 +777,13 @@ static int job_init(struct job *j)
 
 static void job_free(struct job *j)
 {
-    for (int r = 0; j->ranks && r < j->o->n; r++)
+    for (int r = 0; j->ranks && r < j->p->n; r++) {
         for (int i = 0; i < 2; i++) free(j->ranks[r].io[i].buf);
+        free(j->ranks[r].ssh_argv);
+        free(j->ranks[r].ssh_cmd);
+        if (j->ranks[r].remote && j->ranks[r].ctl >= 0) close(j->ranks[r].ctl);
+    }
+    if (j->devices_file[0]) unlink(j->devices_file);
     free(j->ranks);
     free(j->pfds);
     free(j->pmap);
@@ -752,14 +915,14 @@ static void finish(struct job *j)
 
 static int launch(const struct opts *o)
 {
-    struct job j = {.o = o, .status = -1, .sigfd = -1, .guard_fd = -1};
+    struct job j = {.o = o, .p = &o->plan, .status = -1, .sigfd = -1, .guard_fd = -1};
     outs[0].fd = STDOUT_FILENO;
     outs[1].fd = STDERR_FILENO;
     if (job_init(&j) != 0) {
         job_free(&j);
         return 1;
     }
-    for (int r = 0; r < o->n; r++) {
+    for (int r = 0; r < j.p->n; r++) {
         int e = start_rank(&j, r);
         if (e) {
             fprintf(stderr, PROG ": cannot start rank %d: %s\n", r, strerror(e));
@@ -787,7 +950,25 @@ int main(int argc, char **argv)
     struct opts o;
     ensure_std_fds();
     int rc = parse_args(argc, argv, &o);
-    if (rc < 0) rc = launch(&o);
+    if (rc < 0) {
+        struct plan_args a = {.n = o.n,
+                              .hostfile = o.hostfile,
+                              .hosts = o.hosts,
+                              .backend = o.backend,
+                              .cwd = o.cwd,
+                              .ssh = o.ssh,
+                              .port = o.port,
+                              .env = o.env,
+                              .nenv = o.nenv,
+                              .argv = o.argv};
+        if (plan_make(&o.plan, &a) != 0)
+            rc = 2;
+        else if (o.dry_run)
+            plan_print(&o.plan, stdout), rc = 0;
+        else
+            rc = launch(&o);
+        plan_free(&o.plan);
+    }
     free(o.env);
     return rc;
 }

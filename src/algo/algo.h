@@ -18,6 +18,29 @@ enum jaccl_coll {
     JACCL_COLL_COUNT
 };
 
+/*
+ * Every collective and every point-to-point message carries a header, so
+ * that ranks making different calls fail with JACCL_ERR_INVALID_USAGE
+ * instead of exchanging bytes that mean different things (common.c).
+ */
+enum { JACCL_HDR_BARRIER = JACCL_COLL_COUNT, JACCL_HDR_SEND, JACCL_HDR_NOTICE, JACCL_HDR_KINDS };
+
+struct jaccl_hdr {
+    int kind;  /* an enum jaccl_coll, or JACCL_HDR_* */
+    int dtype; /* jaccl_dtype_t */
+    int op;
+    int root;
+    uint64_t count; /* the call's count; bytes for a send; for a notice, the bytes refused */
+    uint64_t aux;   /* for a notice: the bytes the receive expected */
+    uint32_t seq;   /* collectives on this communicator; messages to/from this peer */
+};
+
+enum {
+    JACCL_HDR_OFF,  /* nothing added (the communicator's own internal traffic) */
+    JACCL_HDR_COLL, /* the next run exchanges hdr with every rank, then checks theirs */
+    JACCL_HDR_P2P   /* every stream of the next run carries or expects its own header */
+};
+
 /* What an algorithm works with; owned by the communicator, reused by every call. */
 struct jaccl_algo_ctx {
     int rank, size;
@@ -33,9 +56,14 @@ struct jaccl_algo_ctx {
     int xfers_cap;
     char *work; /* for algorithms that need a copy; grown on demand, never shrunk */
     size_t work_len;
-    double gamma_Bps; /* reduction speed, for the cost model */
-    int max_links;    /* most links to any peer */
-    int ring_bidir;   /* ring: send halves both ways round */
+    double gamma_Bps;     /* reduction speed, for the cost model */
+    int max_links;        /* most links to any peer */
+    int ring_bidir;       /* ring: send halves both ways round */
+    int hdr_mode;         /* JACCL_HDR_*, set by the core for the call in progress */
+    struct jaccl_hdr hdr; /* JACCL_HDR_COLL: this call's */
+    uint32_t coll_seq;    /* collectives made so far */
+    char *hdr_buf;        /* message counters per peer, header slots, staging; grown on demand */
+    size_t hdr_buf_len;
 };
 
 struct jaccl_algo_ops {

@@ -1,4 +1,5 @@
 #include "core/bootstrap.h"
+#include "util/handshake.h"
 #include "util/log.h"
 #include "util/sock.h"
 #include "util/time.h"
@@ -11,21 +12,48 @@
 #include <unistd.h>
 
 #define BS_MAGIC      0x4a424f4fu /* "JBOO" */
-#define BS_VERSION    1
-#define BS_HELLO_WAIT 5000000000LL
+#define BS_VERSION    2
 #define BS_MAX_RECORD (1u << 20)
+#define BS_REPLY_LEN  16
 
-struct bs_hello {
-    uint32_t magic;
-    uint16_t version, pad;
-    uint32_t rank, size;
-};
+/* Hello body: rank u32, size u32 (big-endian), inside the handshake of util/handshake.h. */
+const struct jaccl_hs_proto jaccl_bs_proto = {
+    .magic = BS_MAGIC, .version = BS_VERSION, .body_len = JACCL_BS_HELLO_LEN, .who = "coordinator"};
 
-struct bs_reply {
-    uint32_t status; /* 0, or the size the coordinator runs with when ours differs */
-    uint32_t pad;
-    uint64_t job_id;
-};
+static uint32_t get32(const uint8_t *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+int jaccl_bs_parse_hello(const uint8_t *body, size_t len, uint32_t *rank, uint32_t *size)
+{
+    if (len != JACCL_BS_HELLO_LEN) return -1;
+    *rank = get32(body);
+    *size = get32(body + 4);
+    return 0;
+}
+
+/* Reply: status u32 (0, or the coordinator's size when ours differs), pad u32, job id u64. */
+int jaccl_bs_parse_reply(const uint8_t *buf, size_t len, uint32_t *status, uint64_t *job_id)
+{
+    if (len != BS_REPLY_LEN) return -1;
+    *status = get32(buf);
+    *job_id = (uint64_t)get32(buf + 8) << 32 | get32(buf + 12);
+    return 0;
+}
+
+static void put32(uint8_t *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static void bs_reply_bytes(uint8_t *b, uint32_t status, uint64_t job_id)
+{
+    put32(b, status);
+    put32(b + 4, 0);
+    put32(b + 8, (uint32_t)(job_id >> 32));
+    put32(b + 12, (uint32_t)job_id);
+}
 
 /* The data path listens on our bootstrap address, on a port of its own. */
 static void bs_clear_port(struct sockaddr_storage *ss)
@@ -36,69 +64,65 @@ static void bs_clear_port(struct sockaddr_storage *ss)
         ((struct sockaddr_in *)ss)->sin_port = 0;
 }
 
-/* Read a hello from a new connection; 0 if it is a rank of this job, -1 for a stranger. */
-static int bs_read_hello(struct jaccl_bootstrap *bs, int fd, int64_t deadline, struct bs_hello *h)
+/* Check an authenticated hello against the job; a bad one is answered so the sender can say why. */
+static jaccl_result_t bs_check_hello(struct jaccl_bootstrap *bs, int fd, uint32_t rank,
+                                     uint32_t size, int64_t deadline)
 {
-    struct jaccl_err quiet = {.rank = -1};
-    int64_t d = jaccl_now_ns() + BS_HELLO_WAIT;
-    if (jaccl_sock_read_all(fd, h, sizeof(*h), d < deadline ? d : deadline, "a new connection",
-                            &quiet) != JACCL_SUCCESS)
-        return -1;
-    h->rank = ntohl(h->rank);
-    h->size = ntohl(h->size);
-    if (ntohl(h->magic) != BS_MAGIC || ntohs(h->version) != BS_VERSION) return -1;
-    return 0;
-}
-
-/* Check a hello against the job; a bad one is answered so the sender can say why. */
-static jaccl_result_t bs_check_hello(struct jaccl_bootstrap *bs, int fd, const struct bs_hello *h,
-                                     int64_t deadline)
-{
-    struct bs_reply no = {.status = htonl((uint32_t)bs->size)};
-    if (h->size == (uint32_t)bs->size && h->rank > 0 && h->rank < h->size && bs->fds[h->rank] < 0)
+    uint8_t no[BS_REPLY_LEN];
+    if (size == (uint32_t)bs->size && rank > 0 && rank < size && bs->fds[rank] < 0)
         return JACCL_SUCCESS;
-    jaccl_sock_write_all(fd, &no, sizeof(no), deadline, "a misconfigured rank", bs->err);
-    if (h->size != (uint32_t)bs->size)
+    bs_reply_bytes(no, (uint32_t)bs->size, 0);
+    jaccl_sock_write_all(fd, no, sizeof(no), deadline, "a misconfigured rank", bs->err);
+    if (size != (uint32_t)bs->size)
         return jaccl_err_set(bs->err, JACCL_ERR_CONFIG,
                              "a process with rank %u says the job "
                              "has %u ranks, but rank 0 has %d; set the same size on every rank",
-                             h->rank, h->size, bs->size);
+                             rank, size, bs->size);
     return jaccl_err_set(bs->err, JACCL_ERR_CONFIG,
                          "two processes claim rank %u (or rank 0); "
                          "give every process its own rank",
-                         h->rank);
+                         rank);
 }
 
+static jaccl_result_t bs_missing(struct jaccl_bootstrap *bs, int joined,
+                                 struct jaccl_hs_server *srv)
+{
+    char note[300];
+    int r = 1;
+    while (bs->fds[r] >= 0) r++;
+    return jaccl_err_set(bs->err, JACCL_ERR_TIMEOUT,
+                         "only %d of %d ranks reached the coordinator before the deadline; rank "
+                         "%d (at least) is missing: did it start, with the same "
+                         "JACCL_COORDINATOR and JACCL_JOB_KEY?%s",
+                         joined, bs->size, r, jaccl_hs_server_note(srv, note, sizeof(note)));
+}
+
+/* Admit every rank; strangers are dropped by the handshake, without taking a slot. */
 static jaccl_result_t bs_root_accept(struct jaccl_bootstrap *bs, int lfd, int64_t deadline)
 {
+    struct jaccl_hs_server *srv = malloc(sizeof(*srv));
+    jaccl_result_t rc = JACCL_SUCCESS;
+    if (!srv) return jaccl_err_set(bs->err, JACCL_ERR_NOMEM, "bootstrap: out of memory");
+    jaccl_hs_server_init(srv, &jaccl_bs_proto, bs->key, lfd);
     for (int joined = 1; joined < bs->size;) {
         int fd;
-        struct bs_hello h;
-        jaccl_result_t rc = jaccl_sock_accept(lfd, deadline, &fd, bs->err);
-        if (rc == JACCL_ERR_TIMEOUT) {
-            int r = 1;
-            while (bs->fds[r] >= 0) r++;
-            return jaccl_err_set(bs->err, JACCL_ERR_TIMEOUT,
-                                 "only %d of %d ranks reached the "
-                                 "coordinator before the deadline; rank %d (at least) is missing: "
-                                 "did it start, with the same JACCL_COORDINATOR?",
-                                 joined, bs->size, r);
-        }
-        if (rc != JACCL_SUCCESS) return rc;
-        if (bs_read_hello(bs, fd, deadline, &h) != 0) {
-            log_warn("bootstrap: dropped a connection that did not introduce itself as a rank");
-            close(fd);
-            continue;
-        }
-        rc = bs_check_hello(bs, fd, &h, deadline);
+        uint8_t body[JACCL_BS_HELLO_LEN];
+        uint32_t rank, size;
+        rc = jaccl_hs_accept(srv, deadline, &fd, body, bs->err);
+        if (rc == JACCL_ERR_TIMEOUT) rc = bs_missing(bs, joined, srv);
+        if (rc != JACCL_SUCCESS) break;
+        jaccl_bs_parse_hello(body, sizeof(body), &rank, &size);
+        rc = bs_check_hello(bs, fd, rank, size, deadline);
         if (rc != JACCL_SUCCESS) {
             close(fd);
-            return rc;
+            break;
         }
-        bs->fds[h.rank] = fd;
+        bs->fds[rank] = fd;
         joined++;
     }
-    return JACCL_SUCCESS;
+    jaccl_hs_server_close(srv);
+    free(srv);
+    return rc;
 }
 
 static jaccl_result_t bs_root(struct jaccl_bootstrap *bs, const struct sockaddr_storage *addr,
@@ -114,9 +138,10 @@ static jaccl_result_t bs_root(struct jaccl_bootstrap *bs, const struct sockaddr_
     if (rc != JACCL_SUCCESS) return rc;
     if (getrandom(&bs->job_id, sizeof(bs->job_id), 0) != sizeof(bs->job_id))
         bs->job_id = (uint64_t)jaccl_now_ns() ^ ((uint64_t)getpid() << 32);
-    struct bs_reply ok = {.status = 0, .job_id = bs->job_id};
+    uint8_t ok[BS_REPLY_LEN];
+    bs_reply_bytes(ok, 0, bs->job_id);
     for (int r = 1; r < bs->size && rc == JACCL_SUCCESS; r++)
-        rc = jaccl_sock_write_all(bs->fds[r], &ok, sizeof(ok), deadline, "a rank", bs->err);
+        rc = jaccl_sock_write_all(bs->fds[r], ok, sizeof(ok), deadline, "a rank", bs->err);
     bs_clear_port(&bs->local);
     return rc;
 }
@@ -124,25 +149,28 @@ static jaccl_result_t bs_root(struct jaccl_bootstrap *bs, const struct sockaddr_
 static jaccl_result_t bs_join(struct jaccl_bootstrap *bs, const struct sockaddr_storage *addr,
                               socklen_t len, int64_t deadline)
 {
-    char name[128];
-    snprintf(name, sizeof(name), "the coordinator (rank 0)");
-    jaccl_result_t rc = jaccl_sock_connect(addr, len, deadline, name, &bs->fd, bs->err);
+    char name[128], a[80];
+    uint8_t body[JACCL_BS_HELLO_LEN], reply[BS_REPLY_LEN];
+    uint32_t status;
+    jaccl_result_t rc =
+        jaccl_sock_connect(addr, len, deadline, "the coordinator (rank 0)", &bs->fd, bs->err);
     if (rc != JACCL_SUCCESS) return rc;
+    snprintf(name, sizeof(name), "the coordinator (rank 0) at %s",
+             jaccl_sock_str(addr, a, sizeof(a)));
     bs->local_len = sizeof(bs->local);
     getsockname(bs->fd, (struct sockaddr *)&bs->local, &bs->local_len);
-    struct bs_hello h = {htonl(BS_MAGIC), htons(BS_VERSION), 0, htonl((uint32_t)bs->rank),
-                         htonl((uint32_t)bs->size)};
-    struct bs_reply reply;
-    rc = jaccl_sock_write_all(bs->fd, &h, sizeof(h), deadline, name, bs->err);
+    put32(body, (uint32_t)bs->rank);
+    put32(body + 4, (uint32_t)bs->size);
+    rc = jaccl_hs_connect(bs->fd, &jaccl_bs_proto, bs->key, body, deadline, name, bs->err);
     if (rc == JACCL_SUCCESS)
-        rc = jaccl_sock_read_all(bs->fd, &reply, sizeof(reply), deadline, name, bs->err);
+        rc = jaccl_sock_read_all(bs->fd, reply, sizeof(reply), deadline, name, bs->err);
     if (rc != JACCL_SUCCESS) return rc;
-    if (reply.status != 0)
+    jaccl_bs_parse_reply(reply, sizeof(reply), &status, &bs->job_id);
+    if (status != 0)
         return jaccl_err_set(bs->err, JACCL_ERR_CONFIG,
                              "the coordinator refused rank %d: it runs "
                              "a job of %u ranks (we have %d), or another process has our rank",
-                             bs->rank, ntohl(reply.status), bs->size);
-    bs->job_id = reply.job_id;
+                             bs->rank, status, bs->size);
     bs_clear_port(&bs->local);
     return JACCL_SUCCESS;
 }
@@ -178,7 +206,11 @@ jaccl_result_t jaccl_bootstrap_init(struct jaccl_bootstrap *bs, const struct jac
                                    .fd = -1,
                                    .err = e,
                                    .user_fn = env->allgather,
-                                   .user = env->allgather_user};
+                                   .user = env->allgather_user,
+                                   .key = &env->job_key};
+    if (!env->job_key.len && env->rank == 0)
+        log_info("JACCL_JOB_KEY is not set: the job is unauthenticated (the coordinator and the "
+                 "links accept any process that speaks jaccl's protocol)");
     if (bs->user_fn) return bs_user(bs, env, deadline_ns);
     jaccl_result_t rc =
         jaccl_sock_resolve(env->coord_host, env->coord_port, "JACCL_COORDINATOR", &addr, &len, e);

@@ -7,6 +7,7 @@
 #define JACCL_CORE_BOOTSTRAP_H
 
 #include "core/env.h"
+#include "util/handshake.h"
 
 #include <sys/socket.h>
 
@@ -20,6 +21,7 @@ struct jaccl_bootstrap {
     struct jaccl_err *err;
     jaccl_allgather_fn user_fn; /* the embedder's all-gather, used instead of the star */
     void *user;
+    const struct jaccl_key *key; /* JACCL_JOB_KEY, proven in the handshake with rank 0 */
 };
 
 jaccl_result_t jaccl_bootstrap_init(struct jaccl_bootstrap *bs, const struct jaccl_env *env,
@@ -30,5 +32,12 @@ jaccl_result_t jaccl_bootstrap_allgather(struct jaccl_bootstrap *bs, const void 
                                          void *all, int64_t deadline_ns);
 
 void jaccl_bootstrap_close(struct jaccl_bootstrap *bs);
+
+/* The handshake's wire format and its parsers, pure, for the fuzzers (tests/fuzz). */
+#define JACCL_BS_HELLO_LEN 8
+extern const struct jaccl_hs_proto jaccl_bs_proto;
+/* A hello body: rank, size; a reply: status, job id.  0, or -1 when len is wrong. */
+int jaccl_bs_parse_hello(const uint8_t *body, size_t len, uint32_t *rank, uint32_t *size);
+int jaccl_bs_parse_reply(const uint8_t *buf, size_t len, uint32_t *status, uint64_t *job_id);
 
 #endif

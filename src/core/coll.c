@@ -16,6 +16,9 @@ jaccl_result_t jaccl_call_begin(struct jaccl_comm *c, const char *call)
         return jaccl_err_set(&c->err, JACCL_ERR_INVALID_USAGE,
                              "only jaccl_send and jaccl_recv "
                              "may be called between jaccl_group_start and jaccl_group_end");
+    if (jaccl_tp_aborted(c->abort_flag))
+        return jaccl_err_set(&c->err, JACCL_ERR_ABORTED,
+                             "the communicator was aborted (jaccl_comm_abort); destroy it");
     if (c->failed != JACCL_SUCCESS)
         return jaccl_err_set(&c->err, c->failed,
                              "the communicator failed earlier and cannot be "
@@ -28,11 +31,16 @@ jaccl_result_t jaccl_call_begin(struct jaccl_comm *c, const char *call)
 /* After a failed transfer the links are out of step: nothing more may run on them. */
 jaccl_result_t jaccl_call_end(struct jaccl_comm *c, jaccl_result_t rc)
 {
+    if (rc == JACCL_SUCCESS && c->actx.hdr_mode == JACCL_HDR_COLL) /* nothing moved: check anyway */
+        rc = jaccl_algo_run(&c->actx, NULL, 0, NULL, 0);
+    c->actx.hdr_mode = JACCL_HDR_OFF;
     if (rc == JACCL_SUCCESS || rc == JACCL_ERR_INVALID_ARGUMENT || rc == JACCL_ERR_UNSUPPORTED)
         return rc;
     if (c->failed == JACCL_SUCCESS) {
         c->failed = rc;
         snprintf(c->failed_msg, sizeof(c->failed_msg), "%s", c->err.msg);
+        /* A mismatch fails above the transport: peers reading our memory in place must stop. */
+        if (c->tp && c->tp->ops->failed) c->tp->ops->failed(c->tp);
     }
     return rc;
 }
@@ -93,6 +101,22 @@ static jaccl_result_t check_inplace(struct jaccl_comm *c, int inplace, const voi
                          rule);
 }
 
+/*
+ * Arm the call's header: the algorithm's first step exchanges it with every
+ * rank, so ranks in different calls fail instead of mixing their bytes.
+ */
+static void coll_header(struct jaccl_comm *c, int kind, size_t count, jaccl_dtype_t dtype,
+                        jaccl_op_t op, int root)
+{
+    c->actx.hdr = (struct jaccl_hdr){.kind = kind,
+                                     .dtype = (int)dtype,
+                                     .op = (int)op,
+                                     .root = root,
+                                     .count = count,
+                                     .seq = ++c->actx.coll_seq};
+    c->actx.hdr_mode = JACCL_HDR_COLL;
+}
+
 static jaccl_op_t algo_op(jaccl_op_t op)
 {
     return op == JACCL_AVG ? JACCL_SUM : op;
@@ -117,6 +141,7 @@ JACCL_API jaccl_result_t jaccl_allreduce(const void *sendbuf, void *recvbuf, siz
         if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
         return JACCL_SUCCESS;
     }
+    coll_header(comm, JACCL_COLL_ALLREDUCE, count, dtype, op, 0);
     const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_ALLREDUCE, bytes);
     rc = a->allreduce(&comm->actx, sendbuf, recvbuf, count, dtype, algo_op(op));
     if (rc == JACCL_SUCCESS && op == JACCL_AVG)
@@ -144,6 +169,7 @@ JACCL_API jaccl_result_t jaccl_allgather(const void *sendbuf, void *recvbuf, siz
         if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
         return JACCL_SUCCESS;
     }
+    coll_header(comm, JACCL_COLL_ALLGATHER, sendcount, dtype, 0, 0);
     const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_ALLGATHER, bytes);
     return jaccl_call_end(comm, a->allgather(&comm->actx, sendbuf, recvbuf, bytes));
 }
@@ -168,6 +194,7 @@ JACCL_API jaccl_result_t jaccl_reduce_scatter(const void *sendbuf, void *recvbuf
         if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
         return JACCL_SUCCESS;
     }
+    coll_header(comm, JACCL_COLL_REDUCE_SCATTER, recvcount, dtype, op, 0);
     const struct jaccl_algo_ops *a =
         jaccl_select(comm, JACCL_COLL_REDUCE_SCATTER, bytes * (size_t)comm->size);
     rc = a->reduce_scatter(&comm->actx, sendbuf, recvbuf, recvcount, dtype, algo_op(op));
@@ -195,6 +222,7 @@ JACCL_API jaccl_result_t jaccl_broadcast(const void *sendbuf, void *recvbuf, siz
         if (s != recvbuf) memcpy(recvbuf, s, bytes);
         return JACCL_SUCCESS;
     }
+    coll_header(comm, JACCL_COLL_BROADCAST, count, dtype, 0, root);
     const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_BROADCAST, bytes);
     return jaccl_call_end(comm, a->broadcast(&comm->actx, s, recvbuf, bytes, root));
 }
@@ -220,6 +248,7 @@ JACCL_API jaccl_result_t jaccl_reduce(const void *sendbuf, void *recvbuf, size_t
         if (sendbuf != r) memcpy(r, sendbuf, bytes);
         return JACCL_SUCCESS;
     }
+    coll_header(comm, JACCL_COLL_REDUCE, count, dtype, op, root);
     const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_REDUCE, bytes);
     rc = a->reduce(&comm->actx, sendbuf, r, count, dtype, algo_op(op), root);
     if (rc == JACCL_SUCCESS && op == JACCL_AVG && comm->rank == root)
@@ -236,6 +265,7 @@ JACCL_API jaccl_result_t jaccl_barrier(jaccl_comm_t comm)
                                  &(struct jaccl_call){JACCL_CALL_BARRIER, NULL, NULL, 0, 0, 0, 0});
     jaccl_result_t rc = jaccl_call_begin(comm, "jaccl_barrier");
     if (rc != JACCL_SUCCESS || comm->size == 1) return rc;
+    coll_header(comm, JACCL_HDR_BARRIER, 0, JACCL_UINT8, 0, 0);
     const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_ALLREDUCE, 1);
     return jaccl_call_end(comm,
                           a->allreduce(&comm->actx, &token, &token, 1, JACCL_UINT8, JACCL_MAX));
@@ -267,6 +297,7 @@ JACCL_API jaccl_result_t jaccl_alltoall(const void *sendbuf, void *recvbuf, size
         if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
         return JACCL_SUCCESS;
     }
+    coll_header(comm, JACCL_COLL_ALLTOALL, count, dtype, 0, 0);
     const struct jaccl_algo_ops *a = jaccl_select(comm, JACCL_COLL_ALLTOALL, all);
     return jaccl_call_end(comm, a->alltoall(&comm->actx, sendbuf, recvbuf, bytes));
 }
@@ -285,6 +316,7 @@ static jaccl_result_t point_to_point(struct jaccl_comm *comm, const char *call, 
     if (count == 0) return JACCL_SUCCESS;
     struct jaccl_stream st = {dir, peer, buf, bytes, NULL};
     if (jaccl_group_active()) return jaccl_group_add(comm, &st);
+    comm->actx.hdr_mode = JACCL_HDR_P2P;
     return jaccl_call_end(comm, jaccl_algo_run(&comm->actx, &st, 1, NULL, 0));
 }
 

@@ -1,5 +1,7 @@
 /* The public API: communicator lifetime, argument checks, dispatch to algorithms. */
 #include "core/comm.h"
+#include "core/devfile.h"
+#include "core/hostid.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -27,45 +29,49 @@ JACCL_API size_t jaccl_dtype_size(jaccl_dtype_t dtype)
     return (unsigned)dtype < JACCL_DTYPE_COUNT ? dtype_sizes[dtype] : 0;
 }
 
-/* Same machine, same kernel instance and same network namespace. */
-static uint64_t host_identity(void)
+/* Every rank's host identity; more ranks on this host than cores: waits must yield. */
+static jaccl_result_t comm_hosts(struct jaccl_comm *c, int64_t deadline, struct jaccl_tp_host **out,
+                                 int *oversub)
 {
-    char buf[512] = {0};
-    size_t n = 0;
-    gethostname(buf, 200);
-    n = strlen(buf);
-    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
-    if (f) {
-        n += fread(buf + n, 1, 64, f);
-        fclose(f);
+    struct jaccl_tp_host mine, *all = malloc(sizeof(mine) * (size_t)c->size);
+    if (!all) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "out of memory");
+    jaccl_hostid_self(&mine);
+    jaccl_result_t rc = jaccl_bootstrap_allgather(&c->bs, &mine, sizeof(mine), all, deadline);
+    if (rc != JACCL_SUCCESS) {
+        free(all);
+        return rc;
     }
-    ssize_t l = readlink("/proc/self/ns/net", buf + n, sizeof(buf) - n - 1);
-    if (l > 0) n += (size_t)l;
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)buf[i]) * 1099511628211ull;
-    return h;
+    int local = jaccl_hostid_group(all, c->size, c->rank, c->env.shm_scope_host);
+    *oversub = local > mine.ncpu;
+    if (*oversub)
+        log_info("%d ranks share this host's %d cores: waits will yield", local, (int)mine.ncpu);
+    *out = all;
+    return JACCL_SUCCESS;
 }
 
-/* More ranks on this host than cores: waits must yield the core while spinning. */
-static jaccl_result_t comm_check_hosts(struct jaccl_comm *c, int64_t deadline, int *oversub)
+#define AUTO_INDEX 127 /* in the record: the composite, not a single transport */
+
+static const char *transport_name(int i)
 {
-    uint64_t mine[2] = {host_identity(), (uint64_t)sysconf(_SC_NPROCESSORS_ONLN)}, *all;
-    all = malloc(sizeof(mine) * (size_t)c->size);
-    if (!all) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "out of memory");
-    jaccl_result_t rc = jaccl_bootstrap_allgather(&c->bs, mine, sizeof(mine), all, deadline);
-    int local = 0;
-    for (int r = 0; rc == JACCL_SUCCESS && r < c->size; r++) local += all[2 * r] == mine[0];
-    free(all);
-    *oversub = (uint64_t)local > mine[1];
-    if (*oversub)
-        log_info("%d ranks share this host's %d cores: waits will yield", local, (int)mine[1]);
-    return rc;
+    if (i == AUTO_INDEX) return "auto";
+    /* The index came off the wire: check it against the registry. */
+    for (int k = 0; jaccl_transports[k]; k++)
+        if (k == i) return jaccl_transports[k]->name;
+    return "unknown";
 }
 
 static jaccl_result_t comm_open_transport(struct jaccl_comm *c, struct jaccl_tp_params *p,
                                           char *addr, size_t *len)
 {
     int forced = strcmp(c->env.transport, "auto") != 0;
+    if (!forced) {
+        jaccl_result_t rc = jaccl_multi_ops.open(p, &c->tp, addr, len);
+        if (rc != JACCL_SUCCESS) return rc;
+        c->tp->ops = &jaccl_multi_ops;
+        c->tp->refs = 1;
+        addr[JACCL_TP_MULTI_ADDR_MAX] = AUTO_INDEX;
+        return JACCL_SUCCESS;
+    }
     for (int i = 0; jaccl_transports[i]; i++) {
         const struct jaccl_transport_ops *ops = jaccl_transports[i];
         if (forced && strcmp(ops->name, c->env.transport) != 0) continue;
@@ -78,17 +84,33 @@ static jaccl_result_t comm_open_transport(struct jaccl_comm *c, struct jaccl_tp_
         if (rc != JACCL_SUCCESS) return rc;
         c->tp->ops = ops;
         c->tp->refs = 1;
-        addr[JACCL_TP_ADDR_MAX] = (char)i;
+        addr[JACCL_TP_MULTI_ADDR_MAX] = (char)i;
         log_info("transport %s chosen%s", ops->name, forced ? " (JACCL_TRANSPORT)" : "");
         return JACCL_SUCCESS;
     }
     return jaccl_err_set(&c->err, JACCL_ERR_UNSUPPORTED, "no transport could be opened");
 }
 
+/* A forced transport must reach every peer (shm does not leave the host). */
+static jaccl_result_t comm_check_links(struct jaccl_comm *c, const struct jaccl_tp_host *hosts)
+{
+    for (int p = 0; p < c->size; p++) {
+        if (p == c->rank || c->tp->ops->links(c->tp, p) > 0) continue;
+        return jaccl_err_set(&c->err, JACCL_ERR_CONFIG,
+                             "JACCL_TRANSPORT=%s has no link to rank %d (%s); unset "
+                             "JACCL_TRANSPORT (auto picks a transport per peer)",
+                             c->tp->ops->name, p,
+                             hosts[p].leader != hosts[c->rank].leader ? "it is on another host"
+                                                                      : "no device or cable");
+    }
+    return JACCL_SUCCESS;
+}
+
 static jaccl_result_t comm_connect(struct jaccl_comm *c, int64_t deadline)
 {
     int oversub = 0;
-    jaccl_result_t rc = comm_check_hosts(c, deadline, &oversub);
+    struct jaccl_tp_host *hosts = NULL;
+    jaccl_result_t rc = comm_hosts(c, deadline, &hosts, &oversub);
     if (rc != JACCL_SUCCESS) return rc;
     struct jaccl_tp_params p = {.rank = c->rank,
                                 .size = c->size,
@@ -99,23 +121,37 @@ static jaccl_result_t comm_connect(struct jaccl_comm *c, int64_t deadline)
                                 .links_per_peer = c->env.tcp_sockets,
                                 .spin_ns = c->env.spin_ns,
                                 .oversubscribed = oversub,
+                                .hosts = hosts,
+                                .shm_single_copy = c->env.shm_single_copy,
+                                .abort_flag = c->abort_flag,
+                                .key = &c->env.job_key,
                                 .err = &c->err};
     /* Each record: the transport's address, then the index of the transport chosen. */
-    size_t rec = JACCL_TP_ADDR_MAX + 8, len = 0;
+    size_t rec = JACCL_TP_MULTI_ADDR_MAX + 8, len = 0;
     char *all = calloc((size_t)c->size + 1, rec), *mine = all + (size_t)c->size * rec;
-    if (!all) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "out of memory");
-    rc = comm_open_transport(c, &p, mine, &len);
+    if (!all) {
+        free(hosts);
+        return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "out of memory");
+    }
+    struct jaccl_devfile df;
+    struct jaccl_tp_rdma_cfg rdma;
+    rc = jaccl_devfile_setup(&c->env, c->rank, c->size, &df, &rdma, &c->err);
+    p.rdma = df.size ? &rdma : NULL;
+    if (rc == JACCL_SUCCESS) rc = comm_open_transport(c, &p, mine, &len);
+    jaccl_devfile_free(&df); /* the transport keeps what it needs */
     if (rc == JACCL_SUCCESS) rc = jaccl_bootstrap_allgather(&c->bs, mine, rec, all, deadline);
     for (int r = 0; rc == JACCL_SUCCESS && r < c->size; r++) {
-        int theirs = all[(size_t)r * rec + JACCL_TP_ADDR_MAX];
-        if (theirs != mine[JACCL_TP_ADDR_MAX])
+        int theirs = all[(size_t)r * rec + JACCL_TP_MULTI_ADDR_MAX];
+        if (theirs != mine[JACCL_TP_MULTI_ADDR_MAX])
             rc = jaccl_err_set(&c->err, JACCL_ERR_CONFIG,
                                "rank %d chose transport %s but we "
                                "chose %s; set the same JACCL_TRANSPORT everywhere",
-                               r, jaccl_transports[theirs]->name, c->tp->ops->name);
+                               r, transport_name(theirs), c->tp->ops->name);
     }
     if (rc == JACCL_SUCCESS) rc = c->tp->ops->connect(c->tp, all, rec, deadline);
+    if (rc == JACCL_SUCCESS) rc = comm_check_links(c, hosts);
     free(all);
+    free(hosts);
     return rc;
 }
 
@@ -185,6 +221,12 @@ static struct jaccl_comm *comm_alloc(const char *call)
     }
     c->err = (struct jaccl_err){.rank = -1, .call = call};
     c->bs.fd = -1;
+    c->abort_flag = calloc(1, sizeof(*c->abort_flag));
+    if (!c->abort_flag) {
+        snprintf(init_error, sizeof(init_error), "%s: out of memory", call);
+        free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -237,6 +279,7 @@ static jaccl_result_t split_build(struct jaccl_comm *parent, const int *members,
     struct jaccl_comm *c = comm_alloc("jaccl_comm_split");
     int *peers = c ? malloc(sizeof(int) * (size_t)m) : NULL;
     if (!peers) {
+        if (c) free(c->abort_flag);
         free(c);
         return jaccl_err_set(&parent->err, JACCL_ERR_NOMEM, "out of memory");
     }
@@ -249,7 +292,11 @@ static jaccl_result_t split_build(struct jaccl_comm *parent, const int *members,
     c->peers = peers;
     c->err.rank = c->rank;
     c->tp = parent->tp;
-    if (c->tp) c->tp->refs++;
+    if (c->tp) { /* the links are shared, and so is the abort flag their waits check */
+        c->tp->refs++;
+        free(c->abort_flag);
+        c->abort_flag = parent->abort_flag;
+    }
     jaccl_result_t rc = comm_setup_algos(c);
     if (rc != JACCL_SUCCESS) {
         snprintf(parent->err.msg, sizeof(parent->err.msg), "%s", c->err.msg);
@@ -287,13 +334,27 @@ JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm)
 {
     if (!comm) return JACCL_SUCCESS;
     jaccl_worker_stop(comm);
-    if (comm->tp && --comm->tp->refs == 0) comm->tp->ops->close(comm->tp);
+    if (!comm->tp) {
+        free(comm->abort_flag);
+    } else if (--comm->tp->refs == 0) {
+        comm->tp->ops->close(comm->tp);
+        free(comm->abort_flag);
+    }
     free(comm->peers);
     jaccl_bootstrap_close(&comm->bs);
     free(comm->actx.scratch);
     free(comm->actx.xfers);
     free(comm->actx.work);
+    free(comm->actx.hdr_buf);
     free(comm);
+    return JACCL_SUCCESS;
+}
+
+/* Async-signal-safe: one atomic store, which every wait checks within a few ms. */
+JACCL_API jaccl_result_t jaccl_comm_abort(jaccl_comm_t comm)
+{
+    if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
+    __atomic_store_n(comm->abort_flag, 1, __ATOMIC_RELAXED);
     return JACCL_SUCCESS;
 }
 

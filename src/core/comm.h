@@ -16,6 +16,7 @@ struct jaccl_comm {
     struct jaccl_tp *tp;
     int *peers; /* split: the transport's number for each rank here; NULL otherwise */
     struct jaccl_worker *worker; /* progress thread, once a non-blocking call was made */
+    int *abort_flag; /* set by jaccl_comm_abort; shared with communicators split from this one */
     struct jaccl_algo_ctx actx;
 };
 

@@ -193,6 +193,32 @@ jaccl_result_t jaccl_env_parse_algo(const char *s, const struct jaccl_algo_ops *
     return JACCL_SUCCESS;
 }
 
+/* JACCL_SHM_SCOPE: netns (default) or host, what counts as one host. */
+static jaccl_result_t env_shm_scope(struct jaccl_env *env, struct jaccl_err *e)
+{
+    const char *v = env_get("JACCL_SHM_SCOPE");
+    if (!v || strcmp(v, "netns") == 0) return JACCL_SUCCESS;
+    if (strcmp(v, "host") == 0) {
+        env->shm_scope_host = 1;
+        return JACCL_SUCCESS;
+    }
+    return jaccl_err_set(e, JACCL_ERR_CONFIG,
+                         "JACCL_SHM_SCOPE='%s' is not 'netns' (ranks in one network namespace "
+                         "share memory) or 'host' (every rank of the machine does)",
+                         v);
+}
+
+/* JACCL_JOB_KEY: hex; the message never shows the value, it is a secret. */
+static jaccl_result_t env_job_key(struct jaccl_env *env, struct jaccl_err *e)
+{
+    const char *v = env_get("JACCL_JOB_KEY");
+    if (!v || jaccl_auth_parse_key(v, &env->job_key) == 0) return JACCL_SUCCESS;
+    return jaccl_err_set(e, JACCL_ERR_CONFIG,
+                         "JACCL_JOB_KEY (%zu characters) is not %d to %d hex digits, an even "
+                         "number; jaccl-launch sets one, or make one with 'openssl rand -hex 32'",
+                         strnlen(v, 4096), 2 * JACCL_KEY_MIN, 2 * JACCL_KEY_MAX);
+}
+
 static jaccl_result_t env_tuning(struct jaccl_env *env, struct jaccl_err *e)
 {
     long sockets = 1, spin_us = 100, bidir = 0;
@@ -202,7 +228,46 @@ static jaccl_result_t env_tuning(struct jaccl_env *env, struct jaccl_err *e)
     env->tcp_sockets = (int)sockets;
     env->spin_ns = spin_us * 1000;
     env->ring_bidir = (int)bidir;
+    if (rc == JACCL_SUCCESS) rc = env_shm_scope(env, e);
+    long single = -1;
+    if (rc == JACCL_SUCCESS) rc = env_int("JACCL_SHM_SINGLE_COPY", -1, 1, &single, e);
+    env->shm_single_copy = (int)single;
     return rc;
+}
+
+/* A 0/1 flag; "true"/"false" accepted as MLX's launcher writes them. */
+static jaccl_result_t env_flag(const char *name, int *out, struct jaccl_err *e)
+{
+    const char *v = env_get(name);
+    if (!v) return JACCL_SUCCESS;
+    if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
+        *out = 1;
+    else if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
+        *out = 0;
+    else
+        return jaccl_err_set(e, JACCL_ERR_CONFIG, "%s='%s' is not 0 or 1", name, v);
+    return JACCL_SUCCESS;
+}
+
+static jaccl_result_t env_rdma(struct jaccl_env *env, struct jaccl_err *e)
+{
+    const char *dev = env_get(env->ibv_devices_var = "JACCL_IBV_DEVICES"), *qp;
+    if (!dev) dev = env_get(env->ibv_devices_var = "MLX_IBV_DEVICES");
+    snprintf(env->ibv_devices, sizeof(env->ibv_devices), "%s", dev ? dev : "");
+    const char *lib = env_get("JACCL_IBVERBS_LIB");
+    snprintf(env->ibverbs_lib, sizeof(env->ibverbs_lib), "%s", lib ? lib : "");
+    long gid = -1;
+    jaccl_result_t rc = env_int("JACCL_IB_GID_INDEX", 0, 255, &gid, e);
+    env->ib_gid_index = (int)gid;
+    if (rc == JACCL_SUCCESS) rc = env_flag("MLX_JACCL_RING", &env->ring, e);
+    if (rc == JACCL_SUCCESS) rc = env_flag("JACCL_RING", &env->ring, e);
+    if (rc != JACCL_SUCCESS || !(qp = env_get("JACCL_IB_QP_TYPE"))) return rc;
+    if (strcmp(qp, "rc") == 0 || strcmp(qp, "uc") == 0)
+        env->ib_qp_type = qp[0] == 'r' ? 1 : 2;
+    else if (strcmp(qp, "auto") != 0)
+        return jaccl_err_set(e, JACCL_ERR_CONFIG, "JACCL_IB_QP_TYPE='%s' is not auto, rc or uc",
+                             qp);
+    return JACCL_SUCCESS;
 }
 
 jaccl_result_t jaccl_env_parse(struct jaccl_env *env, const jaccl_config_t *cfg,
@@ -231,5 +296,10 @@ jaccl_result_t jaccl_env_parse(struct jaccl_env *env, const jaccl_config_t *cfg,
     const char *algo = cfg->algo ? cfg->algo : env_get("JACCL_ALGO");
     if (rc == JACCL_SUCCESS) rc = jaccl_env_parse_algo(algo, env->algo, e);
     if (rc == JACCL_SUCCESS) rc = env_tuning(env, e);
+    if (rc == JACCL_SUCCESS) rc = env_rdma(env, e);
+    /* JACCL_RING: the ring for every collective JACCL_ALGO leaves to the selector. */
+    for (int c = 0; rc == JACCL_SUCCESS && env->ring && c < JACCL_COLL_COUNT; c++)
+        if (!env->algo[c]) env->algo[c] = jaccl_algo_find("ring");
+    if (rc == JACCL_SUCCESS) rc = env_job_key(env, e);
     return rc;
 }

@@ -3,6 +3,7 @@
 #define JACCL_CORE_ENV_H
 
 #include "algo/algo.h"
+#include "util/auth.h"
 #include "util/err.h"
 
 #include <stddef.h>
@@ -19,9 +20,19 @@ struct jaccl_env {
     int tcp_sockets;
     int64_t spin_ns;
     int ring_bidir;
+    int shm_scope_host;  /* JACCL_SHM_SCOPE=host: network namespaces on one machine are one host */
+    int shm_single_copy; /* JACCL_SHM_SINGLE_COPY: 1 on, 0 off, -1 (auto) where it is faster */
     jaccl_allgather_fn allgather; /* the embedder's rendezvous, replacing the coordinator */
     void *allgather_user;
     char listen_host[256];
+    /* RDMA: JACCL_IBV_DEVICES (or MLX_IBV_DEVICES), JACCL_RING, JACCL_IB_*, JACCL_IBVERBS_LIB */
+    char ibv_devices[512];
+    const char *ibv_devices_var;
+    int ring;
+    int ib_qp_type;   /* 0 auto, 1 rc, 2 uc */
+    int ib_gid_index; /* -1: the IPv4-mapped GID */
+    char ibverbs_lib[512];
+    struct jaccl_key job_key; /* JACCL_JOB_KEY; len 0: unauthenticated */
 };
 
 /*

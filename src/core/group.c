@@ -95,7 +95,10 @@ static jaccl_result_t group_run(struct group_state *g, struct jaccl_comm *c)
     }
     jaccl_worker_drain(c); /* issue order: queued non-blocking calls come first */
     jaccl_result_t rc = jaccl_call_begin(c, "jaccl_group_end");
-    if (rc == JACCL_SUCCESS) rc = jaccl_call_end(c, jaccl_algo_run(&c->actx, g->run, n, NULL, 0));
+    if (rc == JACCL_SUCCESS) {
+        c->actx.hdr_mode = JACCL_HDR_P2P;
+        rc = jaccl_call_end(c, jaccl_algo_run(&c->actx, g->run, n, NULL, 0));
+    }
     return rc;
 }
 

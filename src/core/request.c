@@ -259,9 +259,15 @@ JACCL_API jaccl_result_t jaccl_wait(jaccl_request_t q)
     worker_flush(w);
     /* Every queued operation has its own deadline, so this wait ends. */
     while (!q->done) pthread_cond_wait(&w->done, &w->mu);
-    pthread_mutex_unlock(&w->mu);
     jaccl_result_t rc = q->rc;
+    /*
+     * A failure's message becomes the communicator's last error.  The thread
+     * writes c->err while it runs later requests, so wait until it is idle
+     * (each request has a deadline; after a transport failure they fail fast).
+     */
+    while (rc != JACCL_SUCCESS && w->pending > 0) pthread_cond_wait(&w->done, &w->mu);
     if (rc != JACCL_SUCCESS) snprintf(c->err.msg, sizeof(c->err.msg), "%s", q->msg);
+    pthread_mutex_unlock(&w->mu);
     free(q);
     return rc;
 }

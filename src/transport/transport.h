@@ -6,6 +6,7 @@
 #ifndef JACCL_TRANSPORT_H
 #define JACCL_TRANSPORT_H
 
+#include "util/auth.h"
 #include "util/err.h"
 
 #include <stddef.h>
@@ -28,6 +29,31 @@ struct jaccl_xfer {
     int dir;
 };
 
+/* Where a rank runs, exchanged at bootstrap (core/hostid.c). */
+struct jaccl_tp_host {
+    uint64_t boot;                /* hash of the kernel's boot id */
+    uint64_t netns, mntns, pidns; /* namespace inodes: network, mount (/dev/shm), pid */
+    int32_t pid, ncpu;
+    int32_t leader; /* lowest rank on the same host, as the core counts hosts */
+    int32_t pad;
+};
+
+#define JACCL_TP_DEVNAME_MAX 64
+#define JACCL_MAX_LINKS      16
+
+/*
+ * This rank's row of the JACCL device file (JACCL_IBV_DEVICES) and the RDMA
+ * settings, parsed by the core for the RDMA transport.
+ */
+struct jaccl_tp_rdma_cfg {
+    const char *devfile;         /* where the row came from, for messages */
+    const unsigned char *cables; /* [size]: cables from this rank to each rank (0: none) */
+    const char (*names)[JACCL_TP_DEVNAME_MAX]; /* [peer * JACCL_MAX_LINKS + cable] */
+    const char *lib;                           /* JACCL_IBVERBS_LIB, or NULL for libibverbs.so.1 */
+    int qp_type;                               /* 0: auto, 1: rc, 2: uc (JACCL_IB_QP_TYPE) */
+    int gid_index; /* -1: find the IPv4-mapped GID (JACCL_IB_GID_INDEX) */
+};
+
 /* What the core gives a transport when it opens. */
 struct jaccl_tp_params {
     int rank, size;
@@ -43,9 +69,19 @@ struct jaccl_tp_params {
      * milliseconds and then returns JACCL_ERR_ABORTED.  May be NULL.
      */
     const volatile int *abort_flag;
-    int oversubscribed; /* more local ranks than cores: yield while spinning */
+    int oversubscribed;                /* more local ranks than cores: yield while spinning */
+    const struct jaccl_tp_host *hosts; /* [size], every rank's; NULL: all on other hosts */
+    int shm_single_copy; /* JACCL_SHM_SINGLE_COPY: 1 on, 0 off, -1 where faster than a copy */
+    const struct jaccl_tp_rdma_cfg *rdma; /* RDMA devices of this rank; NULL: none */
+    const struct jaccl_key *key;          /* JACCL_JOB_KEY for link handshakes (len 0: none) */
     struct jaccl_err *err;
 };
+
+/* Whether jaccl_comm_abort was called: an atomic read, the flag is set from other threads. */
+static inline int jaccl_tp_aborted(const volatile int *flag)
+{
+    return flag && __atomic_load_n(flag, __ATOMIC_RELAXED);
+}
 
 /* Base of every transport instance; the transport's own state follows it. */
 struct jaccl_tp {
@@ -57,9 +93,9 @@ struct jaccl_tp {
     double beta_Bps; /* per-link bandwidth, for the selector */
 };
 
-#define JACCL_TP_ADDR_MAX 256
-#define JACCL_MAX_LINKS   16
-#define JACCL_TP_NOWAIT   ((int64_t)0)
+#define JACCL_TP_ADDR_MAX       4096
+#define JACCL_TP_MULTI_ADDR_MAX (4 * JACCL_TP_ADDR_MAX) /* the composite's: all of them */
+#define JACCL_TP_NOWAIT         ((int64_t)0)
 
 struct jaccl_transport_ops {
     const char *name;
@@ -90,10 +126,21 @@ struct jaccl_transport_ops {
     jaccl_result_t (*progress)(struct jaccl_tp *tp, struct jaccl_xfer *x, int n, int any,
                                int64_t deadline_ns);
     void (*close)(struct jaccl_tp *tp);
+    /*
+     * Optional (may be NULL): a transfer failed, this rank is about to give
+     * up its buffers.  Peers that read our memory in place (shm single copy)
+     * must stop trusting what they read from now on.
+     */
+    void (*failed)(struct jaccl_tp *tp);
 };
 
 /* Registry, in priority order; NULL-terminated. */
 extern const struct jaccl_transport_ops *const jaccl_transports[];
 const struct jaccl_transport_ops *jaccl_transport_find(const char *name);
+/*
+ * The composite (JACCL_TRANSPORT=auto): opens every transport above and
+ * serves each peer with the first whose links(peer) > 0 (transport/multi.c).
+ */
+extern const struct jaccl_transport_ops jaccl_multi_ops;
 
 #endif

@@ -3,7 +3,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -224,6 +226,37 @@ static void default_signals(void)
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) signal(sigs[i], SIG_DFL);
 }
 
+/*
+ * Whole-suite variations (tests/shm runs suites with them): MP_NETNS lists
+ * network namespaces by name (/run/netns/NAME), rank r joins entry r modulo
+ * their number; MP_EXTRA_ENV is a space-separated list of NAME=VALUE applied
+ * to every rank before the test's own entries.
+ */
+static int suite_env(const struct mp_job *job, int rank)
+{
+    char buf[1024], path[300], *save = NULL, *tok;
+    const char *v = getenv("MP_NETNS");
+    int n = 0;
+    snprintf(buf, sizeof(buf), "%s", v ? v : "");
+    for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) n++;
+    snprintf(buf, sizeof(buf), "%s", v ? v : "");
+    tok = strtok_r(buf, " ", &save);
+    for (int i = 0; n > 0 && i < rank % n; i++) tok = strtok_r(NULL, " ", &save);
+    if (n > 0) {
+        snprintf(path, sizeof(path), "/run/netns/%s", tok);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+            mp_fail(__FILE__, __LINE__, "MP_NETNS", "cannot join %s: %s", path, strerror(errno));
+            return -1;
+        }
+        close(fd);
+    }
+    snprintf(buf, sizeof(buf), "%s", getenv("MP_EXTRA_ENV") ? getenv("MP_EXTRA_ENV") : "");
+    for (tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+        apply_env(tok, job);
+    return 0;
+}
+
 static void child_main(const struct mp_job *job, int rank)
 {
     default_signals();
@@ -232,6 +265,7 @@ static void child_main(const struct mp_job *job, int rank)
     g_rank = rank;
     g_size = job->nranks;
     clear_launcher_env();
+    if (suite_env(job, rank) != 0) _exit(1);
     if (job->fn) {
         static const char *const std_env[] = {"JACCL_RANK=@RANK@", "JACCL_SIZE=@SIZE@",
                                               "JACCL_COORDINATOR=@COORD@", "JACCL_TIMEOUT=10"};
@@ -299,8 +333,10 @@ static int run_job(struct mp_job *job, double timeout_s)
         fprintf(stderr, "[mp] bad rank count %d or no free port\n", job->nranks);
         return -1;
     }
-    snprintf(job->coord, sizeof(job->coord), "127.0.0.1:%d", ports[0]);
-    snprintf(job->coord2, sizeof(job->coord2), "127.0.0.1:%d", ports[1]);
+    /* MP_COORD_HOST: where rank 0 listens when MP_NETNS puts the ranks apart. */
+    const char *host = getenv("MP_COORD_HOST") ? getenv("MP_COORD_HOST") : "127.0.0.1";
+    snprintf(job->coord, sizeof(job->coord), "%s:%d", host, ports[0]);
+    snprintf(job->coord2, sizeof(job->coord2), "%s:%d", host, ports[1]);
     job->parent = getpid();
     fflush(NULL);
     for (int r = 0; r < job->nranks; r++) {

@@ -372,7 +372,8 @@ static int victim(jaccl_comm_t comm, const struct death *d, float *buf)
 {
     int n = jaccl_comm_size(comm);
     for (int q = 0; q < n - 1; q++) MP_OK(comm, jaccl_recv(buf, 1, JACCL_FLOAT32, q, comm));
-    if (d->mid_message) MP_OK(comm, jaccl_send(buf, DEATH_COUNT / 2, JACCL_FLOAT32, 0, comm));
+    /* Rank 0 sees from the header that the message is short and may stop reading: no check. */
+    if (d->mid_message) jaccl_send(buf, DEATH_COUNT / 2, JACCL_FLOAT32, 0, comm);
     _exit(0);
 }
 
@@ -380,7 +381,11 @@ static int expect_failure(jaccl_comm_t comm, jaccl_result_t rc, double t0, doubl
                           const char *what)
 {
     double dt = mp_now() - t0;
-    MP_CHECK(rc == JACCL_ERR_REMOTE || rc == JACCL_ERR_TIMEOUT,
+    /* The message cut short is also smaller than the receive: its header says so. */
+    int short_msg = strstr(jaccl_last_error(comm), "bytes but this jaccl_recv expects") != NULL ||
+                    strstr(jaccl_last_error(comm), "first error: rank 0: jaccl_recv") != NULL;
+    MP_CHECK(rc == JACCL_ERR_REMOTE || rc == JACCL_ERR_TIMEOUT ||
+                 (rc == JACCL_ERR_INVALID_USAGE && short_msg),
              "%s returned %s, want a failure: %s", what, jaccl_result_string(rc),
              jaccl_last_error(comm));
     MP_CHECK(dt <= limit, "%s took %.2f s to fail (limit %.1f s)", what, dt, limit);

@@ -108,6 +108,54 @@ static void test_fallback_launchers(void **state)
     }
 }
 
+/* JACCL_RANK wins over every launcher; then Open MPI, MPICH (PMI), Slurm, in that order.
+ * Each case: the expected rank and variable, then the environment. */
+static void test_launcher_precedence(void **state)
+{
+    const char *const cases[][14] = {
+        {"2", "JACCL_RANK", "JACCL_RANK", "2", "JACCL_SIZE", "3", "OMPI_COMM_WORLD_RANK", "1",
+         "OMPI_COMM_WORLD_SIZE", "2", NULL},
+        {"1", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_RANK", "1", "OMPI_COMM_WORLD_SIZE", "2",
+         "PMI_RANK", "0", "PMI_SIZE", "2", "SLURM_PROCID", "0", NULL},
+        {"3", "PMI_RANK", "PMI_RANK", "3", "PMI_SIZE", "4", "SLURM_PROCID", "0", "SLURM_NTASKS",
+         "2", NULL},
+        /* a stale JACCL_SIZE without JACCL_RANK does not hide mpirun's variables */
+        {"1", "OMPI_COMM_WORLD_RANK", "JACCL_SIZE", "8", "OMPI_COMM_WORLD_RANK", "1",
+         "OMPI_COMM_WORLD_SIZE", "2", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct jaccl_env env;
+        struct jaccl_err e;
+        const char *kv[16] = {NULL};
+        size_t n = 0;
+        for (size_t k = 2; k < 14 && cases[i][k]; k++) kv[n++] = cases[i][k];
+        kv[n++] = "JACCL_COORDINATOR";
+        kv[n++] = "127.0.0.1:29500";
+        kv[n] = NULL;
+        assert_int_equal(parse_with(&env, &e, kv), JACCL_SUCCESS);
+        assert_int_equal(env.rank, atoi(cases[i][0]));
+        assert_string_equal(env.rank_var, cases[i][1]);
+    }
+}
+
+/* A launcher's rank without its size, or out of range: the message names its variables. */
+static void test_launcher_errors(void **state)
+{
+    const char *const cases[][5] = {
+        {"OMPI_COMM_WORLD_RANK", "0", NULL, NULL, "OMPI_COMM_WORLD_SIZE"},
+        {"PMI_RANK", "0", NULL, NULL, "PMI_SIZE"},
+        {"SLURM_PROCID", "4", "SLURM_NTASKS", "4", "SLURM_PROCID=4"},
+        {"PMI_RANK", "0", "PMI_SIZE", "zero", "PMI_SIZE"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct jaccl_env env;
+        struct jaccl_err e;
+        const char *kv[] = {cases[i][0], cases[i][1], cases[i][2], cases[i][3], NULL};
+        assert_int_equal(parse_with(&env, &e, kv), JACCL_ERR_CONFIG);
+        assert_non_null(strstr(e.msg, cases[i][4]));
+    }
+}
+
 /* Each case must fail with CONFIG and name the variable in its message. */
 static void test_bad_values(void **state)
 {
@@ -194,6 +242,8 @@ int main(void)
         cmocka_unit_test_setup(test_defaults_single_rank, clear_env),
         cmocka_unit_test_setup(test_full_config, clear_env),
         cmocka_unit_test_setup(test_fallback_launchers, clear_env),
+        cmocka_unit_test_setup(test_launcher_precedence, clear_env),
+        cmocka_unit_test_setup(test_launcher_errors, clear_env),
         cmocka_unit_test_setup(test_bad_values, clear_env),
         cmocka_unit_test(test_split_hostport),
         cmocka_unit_test(test_selector),

@@ -3,6 +3,7 @@
  * Rank j connects to every lower rank i and introduces itself with a
  * handshake; i accepts and files the socket under (j, link).
  */
+#include "transport/tcp/tcp.h"
 #include "transport/transport.h"
 #include "util/log.h"
 #include "util/sock.h"
@@ -17,19 +18,51 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TCP_MAGIC      0x4a43434cu /* "JCCL" */
-#define TCP_VERSION    1
-#define TCP_MAX_LINKS  JACCL_MAX_LINKS
-#define HANDSHAKE_WAIT 5000000000LL /* a real peer sends its handshake at once */
-#define STALL_WARN_MS  10000
+#define TCP_MAGIC     0x4a43434cu /* "JCCL" */
+#define TCP_VERSION   2
+#define TCP_MAX_LINKS JACCL_MAX_LINKS
+#define STALL_WARN_MS 10000
 
-struct tcp_handshake {
-    uint32_t magic;
-    uint16_t version;
-    uint16_t link;
-    uint64_t job_id;
-    uint32_t from, to;
-};
+const struct jaccl_hs_proto jaccl_tcp_proto = {
+    .magic = TCP_MAGIC, .version = TCP_VERSION, .body_len = JACCL_TCP_HELLO_LEN, .who = "tcp"};
+
+static uint32_t get32(const uint8_t *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+static void put32(uint8_t *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+int jaccl_tcp_parse_hello(const uint8_t *body, size_t len, struct jaccl_tcp_hello *h)
+{
+    if (len != JACCL_TCP_HELLO_LEN) return -1;
+    h->from = get32(body);
+    h->to = get32(body + 4);
+    h->link = get32(body + 8);
+    h->job_id = (uint64_t)get32(body + 12) << 32 | get32(body + 16);
+    return 0;
+}
+
+void jaccl_tcp_hello_bytes(const struct jaccl_tcp_hello *h, uint8_t body[JACCL_TCP_HELLO_LEN])
+{
+    put32(body, h->from);
+    put32(body + 4, h->to);
+    put32(body + 8, h->link);
+    put32(body + 12, (uint32_t)(h->job_id >> 32));
+    put32(body + 16, (uint32_t)h->job_id);
+}
+
+int jaccl_tcp_hello_slot(const struct jaccl_tcp_hello *h, uint64_t job_id, int rank, int size,
+                         int nlinks)
+{
+    if (h->job_id != job_id || h->to != (uint32_t)rank) return -1;
+    if (h->from <= (uint32_t)rank || h->from >= (uint32_t)size) return -1;
+    if (h->link >= (uint32_t)nlinks) return -1;
+    return (int)h->from * nlinks + (int)h->link;
+}
 
 struct tcp_tp {
     struct jaccl_tp base;
@@ -37,11 +70,14 @@ struct tcp_tp {
     int nlinks;
     uint64_t job_id;
     int64_t spin_ns;
+    struct jaccl_key key;          /* JACCL_JOB_KEY, proven in every link's handshake */
     int *fds;                      /* [peer * nlinks + link]; -1 for self */
     struct jaccl_wire_addr *addrs; /* every rank's listener, for messages */
     uint32_t *stamp;               /* per (peer, link, dir): last scan that saw its head */
     uint32_t gen;
     struct pollfd *pfds;
+    const volatile int *abort_flag; /* set by jaccl_comm_abort */
+    int broken; /* a transfer failed: every link was shut down so peers see it at once */
 };
 
 static const char *peer_name(struct tcp_tp *t, int peer, char *buf, size_t len)
@@ -74,7 +110,9 @@ static jaccl_result_t tcp_open(const struct jaccl_tp_params *p, struct jaccl_tp 
         .rank = p->rank, .size = p->size, .err = p->err, .alpha_s = 12e-6, .beta_Bps = 3.0e9};
     t->nlinks = nl;
     t->job_id = p->job_id;
+    if (p->key) t->key = *p->key;
     t->spin_ns = p->spin_ns;
+    t->abort_flag = p->abort_flag;
     struct sockaddr_storage la = p->local;
     socklen_t ll = p->local_len;
     jaccl_result_t rc = jaccl_sock_listen(&la, &ll, p->size * nl + 16, &t->lfd, p->err);
@@ -102,66 +140,64 @@ static jaccl_result_t tcp_connect_lower(struct tcp_tp *t, int peer, int64_t dead
     peer_name(t, peer, name, sizeof(name));
     for (int l = 0; l < t->nlinks; l++) {
         int fd;
+        uint8_t body[JACCL_TCP_HELLO_LEN];
+        struct jaccl_tcp_hello h = {.from = (uint32_t)t->base.rank,
+                                    .to = (uint32_t)peer,
+                                    .link = (uint32_t)l,
+                                    .job_id = t->job_id};
         jaccl_result_t rc = jaccl_sock_connect(&ss, len, deadline_ns, name, &fd, t->base.err);
         if (rc != JACCL_SUCCESS) return rc;
         t->fds[peer * t->nlinks + l] = fd;
-        struct tcp_handshake h = {.magic = htonl(TCP_MAGIC),
-                                  .version = htons(TCP_VERSION),
-                                  .link = htons((uint16_t)l),
-                                  .job_id = t->job_id,
-                                  .from = htonl((uint32_t)t->base.rank),
-                                  .to = htonl((uint32_t)peer)};
-        rc = jaccl_sock_write_all(fd, &h, sizeof(h), deadline_ns, name, t->base.err);
+        jaccl_tcp_hello_bytes(&h, body);
+        rc = jaccl_hs_connect(fd, &jaccl_tcp_proto, &t->key, body, deadline_ns, name, t->base.err);
         if (rc != JACCL_SUCCESS) return rc;
     }
     return JACCL_SUCCESS;
 }
 
-/* Check a handshake; on success set *slot to the index it belongs at. */
-static int handshake_ok(struct tcp_tp *t, const struct tcp_handshake *h, int *slot)
+/* The first higher rank with a link missing: it did not connect in time. */
+static jaccl_result_t tcp_missing(struct tcp_tp *t, struct jaccl_hs_server *srv)
 {
-    uint32_t from = ntohl(h->from);
-    uint16_t link = ntohs(h->link);
-    if (ntohl(h->magic) != TCP_MAGIC || ntohs(h->version) != TCP_VERSION) return 0;
-    if (h->job_id != t->job_id || ntohl(h->to) != (uint32_t)t->base.rank) return 0;
-    if (from <= (uint32_t)t->base.rank || from >= (uint32_t)t->base.size) return 0;
-    if (link >= t->nlinks) return 0;
-    *slot = (int)from * t->nlinks + link;
-    return t->fds[*slot] < 0;
+    char name[128], note[300];
+    int p = t->base.rank + 1;
+    while (p < t->base.size - 1 && t->fds[p * t->nlinks + t->nlinks - 1] >= 0) p++;
+    return jaccl_err_set(t->base.err, JACCL_ERR_TIMEOUT,
+                         "%s did not connect before the deadline; did it start and can it reach "
+                         "this host?%s",
+                         peer_name(t, p, name, sizeof(name)),
+                         jaccl_hs_server_note(srv, note, sizeof(note)));
 }
 
-/* Accept from every higher rank; connections that fail the handshake are dropped. */
+/* Accept from every higher rank; strangers are dropped by the handshake, taking no slot. */
 static jaccl_result_t tcp_accept_higher(struct tcp_tp *t, int64_t deadline_ns)
 {
     int want = (t->base.size - 1 - t->base.rank) * t->nlinks;
-    struct jaccl_err scratch = {.rank = -1};
+    struct jaccl_hs_server *srv = malloc(sizeof(*srv));
+    jaccl_result_t rc = JACCL_SUCCESS;
+    if (!srv) return jaccl_err_set(t->base.err, JACCL_ERR_NOMEM, "tcp: out of memory");
+    jaccl_hs_server_init(srv, &jaccl_tcp_proto, &t->key, t->lfd);
     while (want > 0) {
         int fd, slot;
-        jaccl_result_t rc = jaccl_sock_accept(t->lfd, deadline_ns, &fd, t->base.err);
-        if (rc == JACCL_ERR_TIMEOUT) {
-            for (int p = t->base.rank + 1; p < t->base.size; p++)
-                if (t->fds[p * t->nlinks + t->nlinks - 1] < 0) {
-                    char name[128];
-                    return jaccl_err_set(t->base.err, JACCL_ERR_TIMEOUT,
-                                         "%s did not connect before the deadline; did it start "
-                                         "and can it reach this host?",
-                                         peer_name(t, p, name, sizeof(name)));
-                }
-        }
-        if (rc != JACCL_SUCCESS) return rc;
-        struct tcp_handshake h;
-        int64_t hs_deadline = jaccl_now_ns() + HANDSHAKE_WAIT;
-        if (hs_deadline > deadline_ns) hs_deadline = deadline_ns;
-        rc = jaccl_sock_read_all(fd, &h, sizeof(h), hs_deadline, "connecting peer", &scratch);
-        if (rc != JACCL_SUCCESS || !handshake_ok(t, &h, &slot)) {
-            log_warn("tcp: dropped a connection with a missing or wrong handshake");
+        uint8_t body[JACCL_TCP_HELLO_LEN];
+        struct jaccl_tcp_hello h;
+        rc = jaccl_hs_accept(srv, deadline_ns, &fd, body, t->base.err);
+        if (rc == JACCL_ERR_TIMEOUT) rc = tcp_missing(t, srv);
+        if (rc != JACCL_SUCCESS) break;
+        jaccl_tcp_parse_hello(body, sizeof(body), &h);
+        slot = jaccl_tcp_hello_slot(&h, t->job_id, t->base.rank, t->base.size, t->nlinks);
+        if (slot < 0 || t->fds[slot] >= 0) {
+            log_warn("tcp: dropped a link from rank %u (link %u) that belongs to another job "
+                     "or is already connected",
+                     h.from, h.link);
             close(fd);
             continue;
         }
         t->fds[slot] = fd;
         want--;
     }
-    return JACCL_SUCCESS;
+    jaccl_hs_server_close(srv);
+    free(srv);
+    return rc;
 }
 
 static jaccl_result_t tcp_connect(struct jaccl_tp *tp, const void *addrs, size_t stride,
@@ -206,11 +242,12 @@ static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int *move
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
         char name[128];
         peer_name(t, x->peer, name, sizeof(name));
-        if (n == 0)
+        if (n == 0 || errno == ECONNRESET || errno == EPIPE)
             return jaccl_err_set(t->base.err, JACCL_ERR_REMOTE,
-                                 "%s closed its connection (link %d) with %zu of %zu bytes "
-                                 "received; it exited or failed: see its own error",
-                                 name, x->link, x->done, x->len);
+                                 "%s %s its connection (link %d) with %zu of %zu bytes %s; it "
+                                 "exited, crashed or failed: check its output",
+                                 name, n == 0 ? "closed" : "reset", x->link, x->done, x->len,
+                                 x->dir == JACCL_XFER_SEND ? "sent" : "received");
         return jaccl_err_set(t->base.err, JACCL_ERR_REMOTE, "%s %s failed (link %d): %s",
                              x->dir == JACCL_XFER_SEND ? "send to" : "recv from", name, x->link,
                              strerror(errno));
@@ -257,22 +294,54 @@ static jaccl_result_t tcp_timeout(struct tcp_tp *t, struct jaccl_xfer *x, int n)
 }
 
 /* A long wait says what it waits for, well before the deadline ends it. */
-static void tcp_warn_stall(struct tcp_tp *t, struct jaccl_xfer *x, int n, int ms_left)
+static void tcp_warn_stall(struct tcp_tp *t, struct jaccl_xfer *x, int n, int64_t idle_ns,
+                           int64_t deadline)
 {
     for (int i = 0; i < n; i++) {
         if (x[i].done == x[i].len) continue;
         char name[128];
         log_warn("%s: nothing moved for %d s; waiting for %s to %s (link %d, %zu of %zu bytes); "
                  "giving up in %d s (JACCL_TIMEOUT)",
-                 t->base.err->call ? t->base.err->call : "wait", STALL_WARN_MS / 1000,
+                 t->base.err->call ? t->base.err->call : "wait", (int)(idle_ns / 1000000000),
                  peer_name(t, x[i].peer, name, sizeof(name)),
                  x[i].dir == JACCL_XFER_RECV ? "send data" : "take data", x[i].link, x[i].done,
-                 x[i].len, (ms_left - STALL_WARN_MS) / 1000);
+                 x[i].len, jaccl_ms_left(deadline) / 1000);
         return;
     }
 }
 
-/* Sleep in poll() until a head transfer can move or the deadline passes. */
+/* jaccl_comm_abort was called: say what the call was waiting for. */
+static jaccl_result_t tcp_aborted(struct tcp_tp *t, struct jaccl_xfer *x, int n)
+{
+    char name[128] = "no peer";
+    for (int i = 0; i < n; i++)
+        if (x[i].done < x[i].len) {
+            peer_name(t, x[i].peer, name, sizeof(name));
+            break;
+        }
+    return jaccl_err_set(t->base.err, JACCL_ERR_ABORTED,
+                         "aborted by jaccl_comm_abort while waiting for %s; destroy the "
+                         "communicator",
+                         name);
+}
+
+/*
+ * After a failure the links are out of step: shut every one down, so that
+ * peers blocked on us fail at once instead of at their deadline.
+ */
+static jaccl_result_t tcp_fail(struct tcp_tp *t, jaccl_result_t rc)
+{
+    if (t->broken) return rc;
+    t->broken = 1;
+    for (int i = 0; i < t->base.size * t->nlinks; i++)
+        if (t->fds[i] >= 0) shutdown(t->fds[i], SHUT_RDWR);
+    return rc;
+}
+
+/* Poll in slices this short when the wait can be aborted. */
+#define ABORT_CHECK_MS 5
+
+/* Sleep in poll() until a head transfer can move, the deadline passes or an abort. */
 static jaccl_result_t tcp_block(struct tcp_tp *t, struct jaccl_xfer *x, int n, int64_t deadline)
 {
     int np = 0;
@@ -288,24 +357,24 @@ static jaccl_result_t tcp_block(struct tcp_tp *t, struct jaccl_xfer *x, int n, i
         np++;
     }
     if (jaccl_now_ns() >= deadline) return tcp_timeout(t, x, n);
-    int ms = jaccl_ms_left(deadline);
-    int r = poll(t->pfds, (nfds_t)np, ms < STALL_WARN_MS ? ms : STALL_WARN_MS);
+    int ms = jaccl_ms_left(deadline), slice = ms < STALL_WARN_MS ? ms : STALL_WARN_MS;
+    if (t->abort_flag && slice > ABORT_CHECK_MS) slice = ABORT_CHECK_MS;
+    int r = poll(t->pfds, (nfds_t)np, slice);
     if (r < 0 && errno != EINTR)
         return jaccl_err_set(t->base.err, JACCL_ERR_SYSTEM, "poll(): %s", strerror(errno));
-    if (r == 0 && ms > STALL_WARN_MS) tcp_warn_stall(t, x, n, ms);
     return JACCL_SUCCESS;
 }
 
-static jaccl_result_t tcp_progress(struct jaccl_tp *tp, struct jaccl_xfer *x, int n, int any,
-                                   int64_t deadline_ns)
+static jaccl_result_t tcp_wait(struct tcp_tp *t, struct jaccl_xfer *x, int n, int any,
+                               int64_t deadline_ns)
 {
-    struct tcp_tp *t = (struct tcp_tp *)tp;
-    int64_t idle_since = 0;
+    int64_t idle_since = 0, warn_at = 0;
     for (;;) {
         int moved = 0, pending = 0;
         jaccl_result_t rc = tcp_scan(t, x, n, &moved, &pending);
         if (rc != JACCL_SUCCESS) return rc;
         if (pending == 0 || (moved && any)) return JACCL_SUCCESS;
+        if (jaccl_tp_aborted(t->abort_flag)) return tcp_aborted(t, x, n);
         if (deadline_ns == JACCL_TP_NOWAIT) return JACCL_SUCCESS;
         if (moved) {
             idle_since = 0;
@@ -317,14 +386,33 @@ static jaccl_result_t tcp_progress(struct jaccl_tp *tp, struct jaccl_xfer *x, in
          * peer we wait for on our core, even when ranks don't outnumber cores.
          */
         int64_t now = jaccl_now_ns();
-        if (idle_since == 0) idle_since = now;
+        if (idle_since == 0) {
+            idle_since = now;
+            warn_at = now + (int64_t)STALL_WARN_MS * 1000000;
+        }
         if (now - idle_since < t->spin_ns) {
             sched_yield();
             continue;
         }
+        if (now >= warn_at && deadline_ns - now > 1000000000) {
+            tcp_warn_stall(t, x, n, now - idle_since, deadline_ns);
+            warn_at += (int64_t)STALL_WARN_MS * 1000000;
+        }
         rc = tcp_block(t, x, n, deadline_ns);
         if (rc != JACCL_SUCCESS) return rc;
     }
+}
+
+static jaccl_result_t tcp_progress(struct jaccl_tp *tp, struct jaccl_xfer *x, int n, int any,
+                                   int64_t deadline_ns)
+{
+    struct tcp_tp *t = (struct tcp_tp *)tp;
+    if (t->broken)
+        return jaccl_err_set(tp->err, JACCL_ERR_REMOTE,
+                             "the links were shut down after an earlier failure (on this "
+                             "communicator or one split from it); destroy it");
+    jaccl_result_t rc = tcp_wait(t, x, n, any, deadline_ns);
+    return rc == JACCL_SUCCESS ? rc : tcp_fail(t, rc);
 }
 
 static void tcp_close(struct jaccl_tp *tp)
@@ -338,6 +426,7 @@ static void tcp_close(struct jaccl_tp *tp)
     free(t->pfds);
     free(t->stamp);
     free(t->fds);
+    jaccl_auth_wipe(&t->key);
     free(t);
 }
 
