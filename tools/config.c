@@ -87,8 +87,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->backend = optarg;
             break;
         case 'e':
-            if (!strchr(optarg, '=') || optarg[0] == '=')
-                return bad_usage("--env expects KEY=VALUE, not ", optarg);
+            if (!hf_env_ok(optarg))
+                return bad_usage("--env expects KEY=VALUE (KEY: letters, digits, _), not ", optarg);
             o->env[o->nenv++] = optarg;
             break;
         case 'o':
@@ -103,10 +103,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 's':
             o->ssh = optarg;
             break;
-        case 't':
-            o->timeout_ms = (int)(atof(optarg) * 1000);
-            if (o->timeout_ms <= 0) return bad_usage("--timeout expects seconds, not ", optarg);
+        case 't': {
+            char *end;
+            double sec = strtod(optarg, &end);
+            /* bounded before the conversion: (int) of 1e10 or nan is undefined */
+            if (end == optarg || *end || !(sec >= 0.001 && sec <= 86400))
+                return bad_usage("--timeout expects seconds (0.001 to 86400), not ", optarg);
+            o->timeout_ms = (int)(sec * 1000);
             break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -302,7 +307,16 @@ static int setup(const struct opts *o, struct topo *t)
     int failed = 0, any = 0;
     for (int h = 0; h < t->n; h++) {
         char cmds[4096], *out, *err;
-        if (setup_commands(t, h, cmds, sizeof cmds) <= 0) continue;
+        int len = setup_commands(t, h, cmds, sizeof cmds);
+        if (len < 0) {
+            fprintf(stderr,
+                    PROG ": %s: too many setup commands to list; bring its cable "
+                         "interfaces up and match their MTUs by hand\n",
+                    t->hosts[h].name);
+            failed++;
+            continue;
+        }
+        if (len == 0) continue;
         any = 1;
         fprintf(stderr, PROG ": %s %s:\n%s", o->auto_setup ? "setting up" : "would run on",
                 t->hosts[h].name, cmds);

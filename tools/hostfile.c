@@ -35,6 +35,22 @@ static int fail(const struct ctx *c, long host, const char *name, const char *fi
     return -1;
 }
 
+bool hf_env_ok(const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv || (*kv >= '0' && *kv <= '9')) return false;
+    for (const char *p = kv; p < eq; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_'))
+            return false;
+    return true;
+}
+
+bool hf_dest_ok(const char *dest)
+{
+    return *dest && *dest != '-' && !strpbrk(dest, " \t\r\n");
+}
+
 /* An array of strings into a malloc'd vector. */
 static int string_array(const struct ctx *c, long host, const char *name, const char *field,
                         json_t *v, char ***out, size_t *n)
@@ -90,6 +106,10 @@ static int parse_host(const struct ctx *c, long i, json_t *v, struct hf_host *h)
 {
     h->slots = 1;
     if (json_is_string(v)) {
+        if (!hf_dest_ok(json_string_value(v)))
+            return fail(c, i, NULL, NULL,
+                        "'%s' is not an ssh destination (empty, starts with '-' or has spaces)",
+                        json_string_value(v));
         h->ssh = strdup(json_string_value(v));
         return h->ssh ? 0 : fail(c, i, NULL, NULL, "out of memory");
     }
@@ -100,6 +120,11 @@ static int parse_host(const struct ctx *c, long i, json_t *v, struct hf_host *h)
     if (!json_is_string(ssh) || !*json_string_value(ssh))
         return fail(c, i, NULL, "ssh", ssh ? "expected a non-empty string" : "missing");
     const char *name = json_string_value(ssh);
+    if (!hf_dest_ok(name))
+        return fail(c, i, NULL, "ssh",
+                    "'%s' is not an ssh destination (starts with '-' or has "
+                    "spaces)",
+                    name);
     if (!(h->ssh = strdup(name))) return fail(c, i, name, "ssh", "out of memory");
     if (ips && !json_is_null(ips) && string_array(c, i, name, "ips", ips, &h->ips, &h->nips))
         return -1;
@@ -128,13 +153,16 @@ static int parse_top(const struct ctx *c, json_t *root, struct hostfile *hf)
     json_t *b = json_object_get(root, "backend"), *envs = json_object_get(root, "envs");
     if (b && !json_is_null(b)) {
         if (!json_is_string(b)) return fail(c, -1, NULL, "backend", "expected a string");
-        hf->backend = strdup(json_string_value(b));
+        if (!(hf->backend = strdup(json_string_value(b))))
+            return fail(c, -1, NULL, "backend", "out of memory");
     }
     if (envs && !json_is_null(envs)) {
         if (string_array(c, -1, NULL, "envs", envs, &hf->envs, &hf->nenvs)) return -1;
         for (size_t i = 0; i < hf->nenvs; i++)
-            if (!strchr(hf->envs[i], '=') || hf->envs[i][0] == '=')
-                return fail(c, -1, NULL, "envs", "item %zu '%s' is not KEY=VALUE", i, hf->envs[i]);
+            if (!hf_env_ok(hf->envs[i]))
+                return fail(c, -1, NULL, "envs",
+                            "item %zu '%s' is not KEY=VALUE (KEY: letters, digits, '_')", i,
+                            hf->envs[i]);
     }
     json_t *hosts = json_object_get(root, "hosts");
     if (!hosts) return fail(c, -1, NULL, "hosts", "missing");
@@ -174,6 +202,10 @@ static int list_item(const struct ctx *c, long i, const char *s, size_t len, str
         h->slots = (int)n;
         *colon = '\0';
     }
+    if (!hf_dest_ok(h->ssh))
+        return fail(c, i, NULL, NULL,
+                    "'%s' is not an ssh destination (empty, starts with '-' or has spaces)",
+                    h->ssh);
     return 0;
 }
 

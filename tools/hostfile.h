@@ -4,6 +4,7 @@
 #define JACCL_TOOLS_HOSTFILE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct hf_host {
@@ -35,5 +36,12 @@ int hf_devices_json(const struct hostfile *hf, const char *file, char **out, cha
                     size_t errlen);
 
 void hf_free(struct hostfile *hf);
+
+/* KEY=VALUE with KEY a shell variable name (the remote wrapper exports it). */
+bool hf_env_ok(const char *kv);
+
+/* A usable ssh destination: not empty, no whitespace, and not starting with '-' (ssh would
+ * take it for an option, such as -oProxyCommand=...). */
+bool hf_dest_ok(const char *dest);
 
 #endif

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "hostfile.h"
 #include "plan.h"
 #include "remote.h"
 
@@ -200,13 +201,6 @@ static bool parse_seconds(const char *s, int64_t *ms)
     return true;
 }
 
-/* K=V with a non-empty K: putenv() in the child consumes it as is. */
-static bool valid_env(const char *s)
-{
-    const char *eq = strchr(s, '=');
-    return eq && eq != s;
-}
-
 /* Handles one option; returns -1 to go on, else the exit status. */
 static int parse_opt(int c, char *arg, const char *word, struct opts *o)
 {
@@ -216,7 +210,9 @@ static int parse_opt(int c, char *arg, const char *word, struct opts *o)
             return bad_usage("invalid rank count '%s' (expected 1..4096)", arg);
         return -1;
     case 'e':
-        if (!valid_env(arg)) return bad_usage("invalid --env '%s' (expected KEY=VALUE)", arg);
+        if (!hf_env_ok(arg))
+            return bad_usage("invalid --env '%s' (expected KEY=VALUE, KEY: letters, digits, _)",
+                             arg);
         o->env[o->nenv++] = arg;
         return -1;
     case 't':
@@ -238,11 +234,15 @@ static int parse_opt(int c, char *arg, const char *word, struct opts *o)
     case 'S':
         o->ssh = arg;
         return -1;
-    case 'p':
-        o->port = atoi(arg);
-        if (o->port < 1 || o->port > 65535)
+    case 'p': {
+        char *end;
+        errno = 0;
+        long port = strtol(arg, &end, 10);
+        if (errno || end == arg || *end || port < 1 || port > 65535)
             return bad_usage("invalid --port '%s' (expected 1..65535)", arg);
+        o->port = (int)port;
         return -1;
+    }
     case 'D':
         o->dry_run = true;
         return -1;
@@ -402,11 +402,15 @@ static const char *sig_word(int sig)
 }
 
 /* The local group (remote ranks' ssh clients ignore all but SIGKILL), and every remote
- * rank still running. */
+ * rank still running. Each rank also by its pid: one that left the group (setsid) would
+ * otherwise keep the launcher waiting for it past the timeout and SIGKILL. */
 static void signal_group(struct job *j, int sig)
 {
-    for (int r = 0; r < j->started; r++)
-        if (j->ranks[r].running) ctl_send(&j->ranks[r], sig_word(sig));
+    for (int r = 0; r < j->started; r++) {
+        if (!j->ranks[r].running) continue;
+        ctl_send(&j->ranks[r], sig_word(sig));
+        kill(j->ranks[r].pid, sig);
+    }
     if (j->pgid > 0) kill(-j->pgid, sig);
 }
 

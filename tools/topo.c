@@ -176,29 +176,59 @@ int topo_ncables(const struct topo *t, int i, int j)
     return n;
 }
 
-static bool extend(const struct topo *t, int *order, bool *used, int depth)
+/* The search for a ring is a Hamiltonian cycle search: exponential on dense links that
+ * have none (two cliques joined by one cable). The budget bounds it; a ring of cables
+ * (two neighbours per host) or a mesh takes n steps. */
+#define RING_SEARCH_BUDGET 1000000L
+
+struct ring_search {
+    int n;
+    bool adj[TOPO_MAX_HOSTS][TOPO_MAX_HOSTS];
+    bool used[TOPO_MAX_HOSTS];
+    int *order;
+    long budget;
+};
+
+static bool extend(struct ring_search *rs, int depth)
 {
-    if (depth == t->n) return topo_ncables(t, order[depth - 1], order[0]) > 0;
-    for (int h = 1; h < t->n; h++) {
-        if (used[h] || topo_ncables(t, order[depth - 1], h) == 0) continue;
-        used[h] = true;
-        order[depth] = h;
-        if (extend(t, order, used, depth + 1)) return true;
-        used[h] = false;
+    int last = rs->order[depth - 1];
+    if (depth == rs->n) return rs->adj[last][rs->order[0]];
+    if (--rs->budget < 0) return false;
+    for (int h = 1; h < rs->n; h++) {
+        if (rs->used[h] || !rs->adj[last][h]) continue;
+        rs->used[h] = true;
+        rs->order[depth] = h;
+        if (extend(rs, depth + 1)) return true;
+        rs->used[h] = false;
     }
     return false;
 }
 
 bool topo_ring(const struct topo *t, int *order)
 {
-    bool used[TOPO_MAX_HOSTS] = {true};
     order[0] = 0;
-    if (t->n < 2) return false;
+    if (t->n < 2 || t->n > TOPO_MAX_HOSTS) return false;
     if (t->n == 2) {
         order[1] = 1;
         return topo_ncables(t, 0, 1) > 0;
     }
-    return extend(t, order, used, 1);
+    struct ring_search *rs = calloc(1, sizeof *rs);
+    if (!rs) return false;
+    *rs = (struct ring_search){.n = t->n, .order = order, .budget = RING_SEARCH_BUDGET};
+    for (int c = 0; c < t->ncables; c++) {
+        const struct topo_cable *x = &t->cables[c];
+        rs->adj[x->host[0]][x->host[1]] = rs->adj[x->host[1]][x->host[0]] = true;
+    }
+    bool ok = true;
+    for (int h = 0; h < t->n && ok; h++) {
+        int deg = 0;
+        for (int k = 0; k < t->n; k++) deg += rs->adj[h][k];
+        ok = deg >= 2; /* a host with one neighbour is on no ring */
+    }
+    rs->used[0] = true;
+    ok = ok && extend(rs, 1);
+    free(rs);
+    return ok;
 }
 
 uint32_t topo_shared_addr(const struct topo *t, int host)

@@ -53,7 +53,8 @@ int topo_links(struct topo *t);
 /* Number of cables between hosts i and j. */
 int topo_ncables(const struct topo *t, int i, int j);
 
-/* A ring through all hosts along cables, starting at host 0; false if there is none. */
+/* A ring through all hosts along cables, starting at host 0; false if there is none, or
+ * if a bounded search finds none (only dense links without a ring take that long). */
 bool topo_ring(const struct topo *t, int *order);
 
 /* This host's address on the shared subnet (0: none). */

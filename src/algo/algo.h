@@ -116,6 +116,18 @@ struct jaccl_stream {
 jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns,
                               jaccl_reduce_fn fn, size_t esize);
 
+/*
+ * Run the streams of n contexts at once (a group over several communicators),
+ * without reduction, each with its own headers.  Streams of two contexts must
+ * not share a (transport, peer, direction): their bytes would interleave.
+ * Polls every run without blocking; stops at a waiting context's deadline, or
+ * when one of aborted[0..n) (abort flags, may be NULL) is set.  On failure *failed is the context
+ * whose error it is.
+ */
+jaccl_result_t jaccl_algo_run_multi(struct jaccl_algo_ctx **cs, struct jaccl_stream **st,
+                                    const int *ns, int n, const volatile int *const *aborted,
+                                    int *failed);
+
 /* Byte range of part i of n of a len-byte buffer, 64-byte aligned except the end. */
 void jaccl_algo_part(size_t len, int n, int i, size_t align, size_t *off, size_t *plen);
 

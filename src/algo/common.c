@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define RUN_MAX_RED 2
 
@@ -415,6 +416,98 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
     }
     hdr_deliver(&H);
     return JACCL_SUCCESS;
+}
+
+/* Bytes moved so far by x[0..n): a pass that changes nothing may pause. */
+static size_t run_moved(const struct jaccl_xfer *x, int n)
+{
+    size_t m = 0;
+    for (int i = 0; i < n; i++) m += x[i].done;
+    return m;
+}
+
+/* One pass over every run: check headers, move what can move now. */
+static jaccl_result_t multi_pass(struct jaccl_algo_ctx **cs, struct run_hdrs *H, const int *nx,
+                                 int n, int *busy, int *failed)
+{
+    *busy = 0;
+    for (int i = 0; i < n; i++) {
+        struct jaccl_algo_ctx *c = cs[i];
+        jaccl_result_t rc = H[i].unchecked ? hdr_check(c, &H[i], nx[i]) : JACCL_SUCCESS;
+        if (rc == JACCL_SUCCESS && run_pending(c, nx[i])) {
+            size_t before = run_moved(c->xfers, nx[i]);
+            c->tp->err = c->err;
+            rc = c->tp->ops->progress(c->tp, c->xfers, nx[i], 1, JACCL_TP_NOWAIT);
+            *busy |= 1 + (run_moved(c->xfers, nx[i]) != before);
+        }
+        if (rc != JACCL_SUCCESS) {
+            *failed = i;
+            return rc;
+        }
+    }
+    return JACCL_SUCCESS;
+}
+
+/* Why a multi-run stopped early, on the run that was still waiting. */
+static jaccl_result_t multi_stop(struct jaccl_algo_ctx *c, const volatile int *abort_flag)
+{
+    if (jaccl_tp_aborted(abort_flag))
+        return jaccl_err_set(c->err, JACCL_ERR_ABORTED,
+                             "the communicator was aborted (jaccl_comm_abort) during a group; "
+                             "destroy it");
+    return jaccl_err_set(c->err, JACCL_ERR_TIMEOUT,
+                         "a group's sends and receives did not finish before JACCL_TIMEOUT: "
+                         "a peer did not make the matching jaccl_send/jaccl_recv calls");
+}
+
+jaccl_result_t jaccl_algo_run_multi(struct jaccl_algo_ctx **cs, struct jaccl_stream **st,
+                                    const int *ns, int n, const volatile int *const *aborted,
+                                    int *failed)
+{
+    struct run_hdrs *H = calloc((size_t)n, sizeof(*H));
+    int *nx = calloc((size_t)n, sizeof(*nx)), nred, busy = 1, idle = 0;
+    jaccl_result_t rc = H && nx ? JACCL_SUCCESS : JACCL_ERR_NOMEM;
+    *failed = 0;
+    for (int i = 0; rc == JACCL_SUCCESS && i < n; i++) {
+        H[i].mode = cs[i]->hdr_mode;
+        cs[i]->hdr_mode = JACCL_HDR_OFF;
+        nx[i] = hdr_prepare(cs[i], st[i], ns[i], &H[i]) == 0
+                    ? run_setup(cs[i], st[i], ns[i], 0, NULL, &nred, &H[i])
+                    : -1;
+        if (nx[i] < 0) {
+            *failed = i;
+            rc = jaccl_err_set(cs[i]->err, JACCL_ERR_NOMEM, "cannot lay out %d transfers", ns[i]);
+        }
+    }
+    if (rc == JACCL_ERR_NOMEM && (!H || !nx))
+        rc = jaccl_err_set(cs[0]->err, JACCL_ERR_NOMEM, "cannot lay out a group");
+    while (rc == JACCL_SUCCESS && (rc = multi_pass(cs, H, nx, n, &busy, failed)) == JACCL_SUCCESS &&
+           busy) {
+        if (busy > 1) { /* something moved */
+            idle = 0;
+            continue;
+        }
+        int w = 0; /* the first run still waiting: its deadline and its error */
+        while (!run_pending(cs[w], nx[w])) w++;
+        for (int i = 0; i < n && rc == JACCL_SUCCESS; i++)
+            if (jaccl_tp_aborted(aborted[i])) {
+                *failed = i;
+                rc = multi_stop(cs[i], aborted[i]);
+            }
+        if (rc == JACCL_SUCCESS && jaccl_now_ns() > cs[w]->deadline_ns) {
+            *failed = w;
+            rc = multi_stop(cs[w], NULL);
+        }
+        if (rc != JACCL_SUCCESS) break;
+        /* Nothing moved: pause briefly, longer while it stays so (not past 1 ms). */
+        struct timespec nap = {0, idle < 10 ? 20000 : 1000000};
+        idle++;
+        nanosleep(&nap, NULL);
+    }
+    for (int i = 0; rc == JACCL_SUCCESS && i < n; i++) hdr_deliver(&H[i]);
+    free(H);
+    free(nx);
+    return rc;
 }
 
 jaccl_result_t jaccl_algo_work(struct jaccl_algo_ctx *c, size_t len, char **out)

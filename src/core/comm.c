@@ -222,8 +222,9 @@ static struct jaccl_comm *comm_alloc(const char *call)
     c->err = (struct jaccl_err){.rank = -1, .call = call};
     c->bs.fd = -1;
     c->abort_flag = calloc(1, sizeof(*c->abort_flag));
-    if (!c->abort_flag) {
+    if (!c->abort_flag || jaccl_worker_new(c) != JACCL_SUCCESS) {
         snprintf(init_error, sizeof(init_error), "%s: out of memory", call);
+        free(c->abort_flag);
         free(c);
         return NULL;
     }
@@ -279,8 +280,7 @@ static jaccl_result_t split_build(struct jaccl_comm *parent, const int *members,
     struct jaccl_comm *c = comm_alloc("jaccl_comm_split");
     int *peers = c ? malloc(sizeof(int) * (size_t)m) : NULL;
     if (!peers) {
-        if (c) free(c->abort_flag);
-        free(c);
+        jaccl_comm_destroy(c);
         return jaccl_err_set(&parent->err, JACCL_ERR_NOMEM, "out of memory");
     }
     c->env = parent->env;
@@ -292,10 +292,11 @@ static jaccl_result_t split_build(struct jaccl_comm *parent, const int *members,
     c->peers = peers;
     c->err.rank = c->rank;
     c->tp = parent->tp;
-    if (c->tp) { /* the links are shared, and so is the abort flag their waits check */
+    if (c->tp) { /* the links are shared, so are the abort flag and the progress worker */
         c->tp->refs++;
         free(c->abort_flag);
         c->abort_flag = parent->abort_flag;
+        jaccl_worker_share(parent, c);
     }
     jaccl_result_t rc = comm_setup_algos(c);
     if (rc != JACCL_SUCCESS) {
@@ -333,7 +334,7 @@ JACCL_API jaccl_result_t jaccl_comm_split(jaccl_comm_t comm, int color, int key,
 JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm)
 {
     if (!comm) return JACCL_SUCCESS;
-    jaccl_worker_stop(comm);
+    jaccl_worker_release(comm);
     if (!comm->tp) {
         free(comm->abort_flag);
     } else if (--comm->tp->refs == 0) {

@@ -15,7 +15,10 @@ struct jaccl_comm {
     struct jaccl_bootstrap bs;
     struct jaccl_tp *tp;
     int *peers; /* split: the transport's number for each rank here; NULL otherwise */
-    struct jaccl_worker *worker; /* progress thread, once a non-blocking call was made */
+    /* Progress worker, shared (refcounted) with communicators split from this one:
+       one thread per set of links, started by the first non-blocking call. */
+    struct jaccl_worker *worker;
+    int queued;      /* this communicator's requests not yet complete (under the worker's lock) */
     int *abort_flag; /* set by jaccl_comm_abort; shared with communicators split from this one */
     struct jaccl_algo_ctx actx;
 };
@@ -56,8 +59,11 @@ jaccl_result_t jaccl_worker_submit(struct jaccl_comm *c, const struct jaccl_call
 jaccl_result_t jaccl_worker_call(struct jaccl_comm *c, const struct jaccl_call *call);
 /* Wait until everything queued has completed (a group is about to use the links). */
 void jaccl_worker_drain(struct jaccl_comm *c);
-/* Run what is queued, then stop the thread. */
-void jaccl_worker_stop(struct jaccl_comm *c);
+/* A worker of c's own (no thread yet); a split child shares its parent's instead. */
+jaccl_result_t jaccl_worker_new(struct jaccl_comm *c);
+void jaccl_worker_share(struct jaccl_comm *parent, struct jaccl_comm *child);
+/* Run what c has queued, then drop c's share; the last one stops the thread. */
+void jaccl_worker_release(struct jaccl_comm *c);
 
 /* Grouped calls (group.c): inside a group, point-to-point calls are recorded. */
 int jaccl_group_active(void);

@@ -1,7 +1,8 @@
 /*
- * Non-blocking calls: a progress thread per communicator runs queued
- * operations in issue order.  While it exists, blocking calls queue too, so
- * the order holds and only one thread ever drives the links.  Sends and
+ * Non-blocking calls: one progress worker per set of links (a communicator
+ * and those split from it share one, refcounted) runs queued operations in
+ * issue order, so two threads never drive the same links.  While it has
+ * work, blocking calls on any of those communicators queue too.  Sends and
  * receives wait in the queue until the caller flushes them (wait, test, or a
  * later collective), then run together as one group: crossing isend/irecv
  * pairs cannot deadlock.
@@ -28,8 +29,10 @@ struct jaccl_worker {
     pthread_mutex_t mu;
     pthread_cond_t work, done;
     struct jaccl_request *head, *tail;
-    int pending; /* submitted, not yet complete */
-    int stop;
+    int pending; /* submitted, not yet complete (every communicator's) */
+    int stop, started;
+    int refs; /* communicators sharing the links (the last one stops the thread) */
+    int rank; /* for log lines of the thread */
 };
 
 static _Thread_local int in_worker;
@@ -84,8 +87,9 @@ static struct jaccl_request *first_after(struct jaccl_request *q, int n)
 }
 
 /* Run the head request, or the run of flushed sends and receives at the head, as a group. */
-static void worker_run(struct jaccl_comm *c, struct jaccl_request *first, int n)
+static void worker_run(struct jaccl_worker *w, struct jaccl_request *first, int n)
 {
+    struct jaccl_comm *c = first->comm;
     jaccl_result_t rc;
     struct jaccl_request *q = first;
     if (!is_p2p(first)) {
@@ -96,20 +100,21 @@ static void worker_run(struct jaccl_comm *c, struct jaccl_request *first, int n)
         /* A call refused at once (bad argument) keeps its own result. */
         jaccl_group_start();
         for (int i = 0; i < n; i++, q = q->next) {
-            q->rc = call_run(c, &q->call);
-            if (q->rc != JACCL_SUCCESS) snprintf(q->msg, sizeof(q->msg), "%s", c->err.msg);
+            q->rc = call_run(q->comm, &q->call);
+            if (q->rc != JACCL_SUCCESS) snprintf(q->msg, sizeof(q->msg), "%s", q->comm->err.msg);
         }
         rc = jaccl_group_end();
+        /* Several communicators may share the group: each request gets its own one's outcome. */
         for (q = first; q != first_after(first, n); q = q->next)
-            if (q->rc == JACCL_SUCCESS && rc != JACCL_SUCCESS) {
-                q->rc = rc;
-                snprintf(q->msg, sizeof(q->msg), "%s", c->err.msg);
+            if (q->rc == JACCL_SUCCESS && rc != JACCL_SUCCESS && q->comm->err.msg[0]) {
+                q->rc = q->comm->failed != JACCL_SUCCESS ? q->comm->failed : rc;
+                snprintf(q->msg, sizeof(q->msg), "%s", q->comm->err.msg);
             }
     }
-    struct jaccl_worker *w = c->worker;
     pthread_mutex_lock(&w->mu);
     for (int i = 0; i < n; i++, first = first->next) {
         first->done = 1;
+        first->comm->queued--;
         w->pending--;
     }
     pthread_cond_broadcast(&w->done);
@@ -123,16 +128,16 @@ static int worker_ready(struct jaccl_worker *w)
     int n = 0;
     if (!q) return 0;
     if (!is_p2p(q)) return 1;
+    /* Possibly several communicators': a group runs all their streams at once. */
     for (; q && is_p2p(q) && q->flushed; q = q->next) n++;
     return n;
 }
 
 static void *worker_main(void *arg)
 {
-    struct jaccl_comm *c = arg;
-    struct jaccl_worker *w = c->worker;
+    struct jaccl_worker *w = arg;
     in_worker = 1;
-    jaccl_log_set_rank(c->rank);
+    jaccl_log_set_rank(w->rank);
     pthread_mutex_lock(&w->mu);
     for (;;) {
         int n;
@@ -142,28 +147,45 @@ static void *worker_main(void *arg)
         for (int i = 0; i < n; i++) w->head = w->head->next;
         if (!w->head) w->tail = NULL;
         pthread_mutex_unlock(&w->mu);
-        worker_run(c, first, n);
+        worker_run(w, first, n);
         pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
-static jaccl_result_t worker_start(struct jaccl_comm *c)
+jaccl_result_t jaccl_worker_new(struct jaccl_comm *c)
 {
     struct jaccl_worker *w = calloc(1, sizeof(*w));
-    if (!w) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "cannot allocate a progress thread");
+    if (!w) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "cannot allocate a progress worker");
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->work, NULL);
     pthread_cond_init(&w->done, NULL);
+    w->refs = 1;
     c->worker = w;
-    int err = pthread_create(&w->thread, NULL, worker_main, c);
-    if (err) {
-        c->worker = NULL;
-        free(w);
+    return JACCL_SUCCESS;
+}
+
+void jaccl_worker_share(struct jaccl_comm *parent, struct jaccl_comm *child)
+{
+    jaccl_worker_release(child);
+    struct jaccl_worker *w = parent->worker;
+    pthread_mutex_lock(&w->mu);
+    w->refs++;
+    pthread_mutex_unlock(&w->mu);
+    child->worker = w;
+}
+
+/* With the lock held: the thread starts with the first request on these links. */
+static jaccl_result_t worker_start(struct jaccl_comm *c, struct jaccl_worker *w)
+{
+    if (w->started) return JACCL_SUCCESS;
+    w->rank = c->rank;
+    int err = pthread_create(&w->thread, NULL, worker_main, w);
+    if (err)
         return jaccl_err_set(&c->err, JACCL_ERR_SYSTEM, "cannot start a progress thread: %s",
                              strerror(err));
-    }
+    w->started = 1;
     log_debug("progress thread started");
     return JACCL_SUCCESS;
 }
@@ -183,21 +205,24 @@ jaccl_result_t jaccl_worker_submit(struct jaccl_comm *c, const struct jaccl_call
         return jaccl_err_set(&c->err, JACCL_ERR_INVALID_USAGE,
                              "non-blocking calls may not be made between jaccl_group_start and "
                              "jaccl_group_end");
-    if (!c->worker) {
-        jaccl_result_t rc = worker_start(c);
-        if (rc != JACCL_SUCCESS) return rc;
-    }
     struct jaccl_request *q = calloc(1, sizeof(*q));
     if (!q) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "cannot allocate a request");
     *q = (struct jaccl_request){.comm = c, .call = *call};
     struct jaccl_worker *w = c->worker;
     pthread_mutex_lock(&w->mu);
+    jaccl_result_t rc = worker_start(c, w);
+    if (rc != JACCL_SUCCESS) {
+        pthread_mutex_unlock(&w->mu);
+        free(q);
+        return rc;
+    }
     if (w->tail)
         w->tail->next = q;
     else
         w->head = q;
     w->tail = q;
     w->pending++;
+    c->queued++;
     if (!is_p2p(q)) worker_flush(w); /* a collective behind them must not wait forever */
     pthread_mutex_unlock(&w->mu);
     *out = q;
@@ -221,21 +246,25 @@ void jaccl_worker_drain(struct jaccl_comm *c)
     pthread_mutex_unlock(&w->mu);
 }
 
-void jaccl_worker_stop(struct jaccl_comm *c)
+void jaccl_worker_release(struct jaccl_comm *c)
 {
     struct jaccl_worker *w = c->worker;
     if (!w) return;
     pthread_mutex_lock(&w->mu);
     worker_flush(w);
-    w->stop = 1;
+    /* Requests of c still queued (never waited for) run before c goes away. */
+    while (c->queued > 0) pthread_cond_wait(&w->done, &w->mu);
+    c->worker = NULL; /* the thread reads it while it runs c's requests */
+    int last = --w->refs == 0;
+    w->stop = last;
     pthread_cond_signal(&w->work);
     pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
+    if (!last) return;
+    if (w->started) pthread_join(w->thread, NULL);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->work);
     pthread_cond_destroy(&w->done);
     free(w);
-    c->worker = NULL;
 }
 
 JACCL_API jaccl_result_t jaccl_test(jaccl_request_t q, int *done)
@@ -265,7 +294,7 @@ JACCL_API jaccl_result_t jaccl_wait(jaccl_request_t q)
      * writes c->err while it runs later requests, so wait until it is idle
      * (each request has a deadline; after a transport failure they fail fast).
      */
-    while (rc != JACCL_SUCCESS && w->pending > 0) pthread_cond_wait(&w->done, &w->mu);
+    while (rc != JACCL_SUCCESS && c->queued > 0) pthread_cond_wait(&w->done, &w->mu);
     if (rc != JACCL_SUCCESS) snprintf(c->err.msg, sizeof(c->err.msg), "%s", q->msg);
     pthread_mutex_unlock(&w->mu);
     free(q);

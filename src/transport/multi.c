@@ -25,6 +25,7 @@ struct multi_tp {
     int nsub;
     struct multi_sub sub[MULTI_MAX_SUB];
     int *serve; /* peer -> index in sub[], -1 for none */
+    int only;   /* the index in sub[] serving every peer, or -1: progress goes straight there */
     struct jaccl_tp_host *hosts;
     struct jaccl_xfer *tmp;
     int tmp_cap;
@@ -85,6 +86,7 @@ static jaccl_result_t multi_open(const struct jaccl_tp_params *p, struct jaccl_t
     }
     if (p->hosts) memcpy(t->hosts, p->hosts, (size_t)p->size * sizeof(*t->hosts));
     t->base = (struct jaccl_tp){.rank = p->rank, .size = p->size, .err = p->err};
+    t->only = -1;
     t->spin_ns = p->spin_ns;
     t->oversub = p->oversubscribed;
     t->abort_flag = p->abort_flag;
@@ -186,6 +188,18 @@ static void multi_model(struct multi_tp *t)
     t->base.beta_Bps = t->sub[pick].tp->beta_Bps;
 }
 
+/* The transport serving every peer, or -1 when they are served by several. */
+static int multi_only(const struct multi_tp *t)
+{
+    int only = -1;
+    for (int p = 0; p < t->base.size; p++) {
+        if (p == t->base.rank) continue;
+        if (only >= 0 && t->serve[p] != only) return -1;
+        only = t->serve[p];
+    }
+    return only;
+}
+
 static jaccl_result_t multi_connect(struct jaccl_tp *tp, const void *addrs, size_t stride,
                                     int64_t deadline_ns)
 {
@@ -195,8 +209,10 @@ static jaccl_result_t multi_connect(struct jaccl_tp *tp, const void *addrs, size
         if (rc != JACCL_SUCCESS) return rc;
     }
     jaccl_result_t rc = multi_choose(t);
-    if (rc == JACCL_SUCCESS) multi_model(t);
-    return rc;
+    if (rc != JACCL_SUCCESS) return rc;
+    multi_model(t);
+    t->only = multi_only(t);
+    return JACCL_SUCCESS;
 }
 
 static int multi_links(struct jaccl_tp *tp, int peer)
@@ -310,8 +326,13 @@ static jaccl_result_t multi_run(struct jaccl_tp *tp, struct jaccl_xfer *x, int n
                                 int64_t deadline_ns)
 {
     struct multi_tp *t = (struct multi_tp *)tp;
+    if (t->only >= 0) { /* one transport reaches every peer: no sorting, no copies */
+        struct jaccl_tp *sub = t->sub[t->only].tp;
+        sub->err = tp->err; /* split communicators swap it */
+        return sub->ops->progress(sub, x, n, any, deadline_ns);
+    }
     for (int s = 0; s < t->nsub; s++)
-        if (t->sub[s].tp) t->sub[s].tp->err = tp->err; /* split communicators swap it */
+        if (t->sub[s].tp) t->sub[s].tp->err = tp->err;
     int s = multi_single(t, x, n);
     if (s == -1) return JACCL_SUCCESS;
     if (s >= 0) return t->sub[s].tp->ops->progress(t->sub[s].tp, x, n, any, deadline_ns);

@@ -282,7 +282,7 @@ static int nested(void *arg)
 
 /* ---- non-blocking on a parent and its child at once ---- */
 
-__attribute__((unused)) static int parent_and_child(jaccl_comm_t comm, void *arg)
+static int parent_and_child(jaccl_comm_t comm, void *arg)
 {
     int n = jaccl_comm_size(comm), me = jaccl_comm_rank(comm);
     size_t count = MP_SANITIZED ? 1u << 18 : 1u << 20;
@@ -319,6 +319,47 @@ __attribute__((unused)) static int parent_and_child(jaccl_comm_t comm, void *arg
     return 0;
 }
 
+/*
+ * isend/irecv on a parent and its child, interleaved, larger than the link
+ * buffers: the shared worker must run both communicators' sends and
+ * receives together (one at a time would leave every rank sending).
+ */
+static int p2p_parent_and_child(jaccl_comm_t comm, void *arg)
+{
+    int n = jaccl_comm_size(comm), me = jaccl_comm_rank(comm);
+    size_t bytes = MP_SANITIZED ? 8u << 20 : 24u << 20;
+    char *s[2] = {malloc(bytes), malloc(bytes)}, *r[2] = {malloc(bytes), malloc(bytes)};
+    jaccl_comm_t rev = NULL;
+    (void)arg;
+    MP_CHECK(s[0] && s[1] && r[0] && r[1], "out of memory");
+    MP_OK(comm, jaccl_comm_split(comm, 0, -me, &rev));
+    int rn = jaccl_comm_rank(rev); /* rank n - 1 - me */
+    for (int round = 0; round < 2; round++) {
+        jaccl_request_t q[4];
+        api_fill_bytes(s[0], bytes, (uint64_t)(me * 100 + round));
+        api_fill_bytes(s[1], bytes, (uint64_t)(me * 100 + 50 + round));
+        /* To the right on comm; to the right on rev too, which is our left. */
+        MP_OK(comm, jaccl_isend(s[0], bytes, JACCL_UINT8, (me + 1) % n, comm, &q[0]));
+        MP_OK(rev, jaccl_isend(s[1], bytes, JACCL_UINT8, (rn + 1) % n, rev, &q[1]));
+        MP_OK(comm, jaccl_irecv(r[0], bytes, JACCL_UINT8, (me + n - 1) % n, comm, &q[2]));
+        MP_OK(rev, jaccl_irecv(r[1], bytes, JACCL_UINT8, (rn + n - 1) % n, rev, &q[3]));
+        MP_OK(comm, jaccl_wait_all(4, q));
+        int left = (me + n - 1) % n, right = (me + 1) % n;
+        if (api_check_bytes(r[0], bytes, (uint64_t)(left * 100 + round), "from the left on comm") ||
+            api_check_bytes(r[1], bytes, (uint64_t)(right * 100 + 50 + round),
+                            "from the right on the child"))
+            return 1;
+        api_count(1);
+    }
+    MP_OK(NULL, jaccl_comm_destroy(rev));
+    for (int i = 0; i < 2; i++) {
+        free(s[i]);
+        free(r[i]);
+    }
+    api_report(comm, NULL);
+    return 0;
+}
+
 /* clang-format off */
 #define T(NAME, NP, FN, ...) {NAME, NP, {__VA_ARGS__}, FN, NULL, NULL, 90}
 #define RAW(NAME, NP, ARG, ...)                                                                    \
@@ -339,13 +380,13 @@ static const struct api_test tests[] = {
     RAW("split-of-split-np4", 4, NULL, "JACCL_ALGO=ring"),
     RAW("parents-destroyed-np3", 3, "destroy", NULL),
     RAW("parents-destroyed-np4", 4, "destroy", "JACCL_ALGO=mesh"),
-#ifdef JACCL_TEST_KNOWN_LIMITS
-    /* Known limitation, open in the full-API issue: a split child and its parent each have a progress thread over the same links.  Build with
-       -DJACCL_TEST_KNOWN_LIMITS to run it. */
-    T("nonblocking-parent-and-child-np2", 2, parent_and_child, "JACCL_TIMEOUT=5"),
-    T("nonblocking-parent-and-child-np3-mesh", 3, parent_and_child, "JACCL_TIMEOUT=5",
+    /* A parent and its child share one progress worker (a deadlock fails within the timeout,
+       which leaves room for thread-sanitized builds). */
+    T("nonblocking-parent-and-child-np2", 2, parent_and_child, "JACCL_TIMEOUT=20"),
+    T("nonblocking-parent-and-child-np3-mesh", 3, parent_and_child, "JACCL_TIMEOUT=20",
       "JACCL_ALGO=mesh"),
-#endif
+    T("nonblocking-p2p-parent-and-child-np2", 2, p2p_parent_and_child, "JACCL_TIMEOUT=20"),
+    T("nonblocking-p2p-parent-and-child-np3", 3, p2p_parent_and_child, "JACCL_TIMEOUT=20"),
 };
 /* clang-format on */
 

@@ -8,8 +8,8 @@
 # Names end with the test's pid, so parallel runs do not collide; nsx_cleanup (an EXIT
 # trap) kills the daemons and every process left in the namespaces, and deletes them.
 #
-# Use: . netns.sh; nsx_require; nsx_up mesh|ring; then nsx_run CMD... runs CMD in the
-# control namespace with JACCL_SSH set, and nsx_host I CMD... runs CMD on host I.
+# Use: . netns.sh; nsx_test mesh|ring (or nsx_require; nsx_up mesh|ring); then nsx_run CMD...
+# runs CMD in the control namespace with JACCL_SSH set, and nsx_host I CMD... runs CMD on host I.
 # $NSX_SSH_CONFIG names h0..h3 for ssh; $NSX_DIR is the fixture's temporary directory.
 
 NSX_ID=${NSX_ID:-$$}
@@ -205,3 +205,14 @@ nsx_up() {
 
 nsx_run() { ip netns exec "$NSX_CTL" "$@"; }
 nsx_host() { h=$1; shift; ip netns exec "$(nsx_host_ns "$h")" "$@"; }
+
+# The start of every cluster test: root, the hosts of topology $1 (mesh|ring), the files
+# $out and $err that hold a step's output, and step / fail to report progress and failure.
+nsx_test() {
+    nsx_require
+    nsx_up "$1"
+    out=$NSX_DIR/out err=$NSX_DIR/err
+    t0=$(date +%s)
+}
+step() { echo "# [$(($(date +%s) - t0)) s] $*"; }
+fail() { echo "FAIL: $*"; echo "--- stdout"; cat "$out"; echo "--- stderr"; cat "$err"; exit 1; }

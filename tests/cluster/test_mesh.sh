@@ -7,13 +7,16 @@
 set -eu
 launch=$1 config=$2 bench=$3 colls=$4
 . "$(dirname "$0")/netns.sh"
-nsx_require
-nsx_up mesh
-out=$NSX_DIR/out err=$NSX_DIR/err hf=$NSX_DIR/mesh.json
+nsx_test mesh
+hf=$NSX_DIR/mesh.json
 
-t0=$(date +%s)
-step() { echo "# [$(($(date +%s) - t0)) s] $*"; }
-fail() { echo "FAIL: $*"; echo "--- stdout"; cat "$out"; echo "--- stderr"; cat "$err"; exit 1; }
+# Waits up to 30 s until the 4 ranks of the job started in the background have said "up".
+wait_up() {
+    t=0
+    while [ "$(grep -c up "$out")" -lt 4 ]; do
+        t=$((t + 1)); [ "$t" -lt 300 ] || fail "ranks did not start"; sleep 0.1
+    done
+}
 
 step "jaccl-config on the mesh"
 nsx_run "$config" --hosts h0,h1,h2,h3 --env JACCL_TIMEOUT=30 --output "$hf" --dot >"$out" 2>"$err" ||
@@ -67,10 +70,7 @@ for f in $(sed 's/^\[[0-9]\] //' "$err"); do [ ! -e "$f" ] || fail "device file 
 step "one remote rank killed: the others are stopped, its status returned"
 nsx_run "$launch" --hostfile "$hf" --timeout 60 -- sh -c 'echo up; exec sleep 50' >"$out" 2>"$err" &
 lpid=$!
-t=0
-while [ "$(grep -c up "$out")" -lt 4 ]; do
-    t=$((t + 1)); [ "$t" -lt 300 ] || fail "ranks did not start"; sleep 0.1
-done
+wait_up
 victim=
 for p in $(ip netns pids "$(nsx_host_ns 2)"); do
     [ "$(cat /proc/$p/comm 2>/dev/null)" = sleep ] && victim=$p
@@ -87,10 +87,7 @@ step "SIGINT to the launcher reaches every remote rank"
 ip netns exec "$NSX_CTL" env --default-signal=INT "$launch" --hostfile "$hf" --timeout 60 -- sh -c \
     'trap "echo got INT; exit 3" INT; echo up; sleep 50 & wait' >"$out" 2>"$err" &
 lpid=$!
-t=0
-while [ "$(grep -c up "$out")" -lt 4 ]; do
-    t=$((t + 1)); [ "$t" -lt 300 ] || fail "ranks did not start"; sleep 0.1
-done
+wait_up
 kill -INT "$lpid"
 st=0; wait "$lpid" || st=$?
 [ "$st" = 130 ] || fail "launcher status $st after SIGINT, expected 130"
@@ -101,10 +98,7 @@ step "the launcher killed (SIGKILL): the remote ranks go with their connections"
 ip netns exec "$NSX_CTL" "$launch" --hostfile "$hf" --timeout 60 -- sh -c 'echo up; exec sleep 50' \
     >"$out" 2>"$err" &
 lpid=$!
-t=0
-while [ "$(grep -c up "$out")" -lt 4 ]; do
-    t=$((t + 1)); [ "$t" -lt 300 ] || fail "ranks did not start"; sleep 0.1
-done
+wait_up
 kill -KILL "$lpid"
 wait "$lpid" || :
 nsx_wait_clean 50 || fail "processes left after the launcher was killed"

@@ -7,13 +7,8 @@
 set -eu
 launch=$1 config=$2 bench=$3 colls=$4
 . "$(dirname "$0")/netns.sh"
-nsx_require
-nsx_up ring
-out=$NSX_DIR/out err=$NSX_DIR/err hf=$NSX_DIR/ring.json
-
-t0=$(date +%s)
-step() { echo "# [$(($(date +%s) - t0)) s] $*"; }
-fail() { echo "FAIL: $*"; echo "--- stdout"; cat "$out"; echo "--- stderr"; cat "$err"; exit 1; }
+nsx_test ring
+hf=$NSX_DIR/ring.json
 
 step "a cable interface down: printed, not run, without --auto-setup"
 ip -n "$(nsx_host_ns 1)" link set r2a down

@@ -4,7 +4,9 @@
  * The raw input also goes, as one string, to the parsers of single values
  * (JACCL_ALGO, JACCL_JOB_KEY, host:port).
  */
+#include "../env_vars.h"
 #include "core/env.h"
+#include "fuzz_common.h"
 #include "util/auth.h"
 #include "util/log.h"
 #include "util/sock.h"
@@ -13,39 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *const names[] = {
-    "JACCL_RANK",
-    "JACCL_SIZE",
-    "MLX_RANK",
-    "OMPI_COMM_WORLD_RANK",
-    "OMPI_COMM_WORLD_SIZE",
-    "PMI_RANK",
-    "PMI_SIZE",
-    "SLURM_PROCID",
-    "SLURM_NTASKS",
-    "JACCL_COORDINATOR",
-    "MLX_JACCL_COORDINATOR",
-    "JACCL_TRANSPORT",
-    "JACCL_ALGO",
-    "JACCL_TIMEOUT",
-    "JACCL_TCP_SOCKETS",
-    "JACCL_SPIN_US",
-    "JACCL_RING_BIDIR",
-    "JACCL_SHM_SCOPE",
-    "JACCL_JOB_KEY",
-    "JACCL_IBV_DEVICES",
-    "MLX_IBV_DEVICES",
-    "JACCL_IBVERBS_LIB",
-    "JACCL_IB_GID_INDEX",
-    "MLX_JACCL_RING",
-    "JACCL_RING",
-    "JACCL_IB_QP_TYPE",
-};
-#define NNAMES (sizeof(names) / sizeof(names[0]))
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -74,16 +43,14 @@ extern char **environ;
  */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *s = malloc(size + 1), *vars[64], **saved = environ;
+    char *s = fuzz_cstring(data, size), *vars[64], **saved = environ;
     size_t n = 0;
     if (!s) return 0;
-    memcpy(s, data, size);
-    s[size] = '\0';
     single_values(s);
     for (char *line = s, *next; line && *line && n < 63; line = next) {
         next = strchr(line, '\n');
         if (next) *next++ = '\0';
-        const char *name = names[(unsigned char)line[0] % NNAMES];
+        const char *name = jaccl_test_env_vars[(unsigned char)line[0] % JACCL_TEST_ENV_NVARS];
         size_t len = strlen(name) + strlen(line + 1) + 2;
         if (!(vars[n] = malloc(len))) break;
         snprintf(vars[n++], len, "%s=%s", name, line + 1);

@@ -64,6 +64,16 @@ bad rdmadiag '{"hosts": [{"ssh": "a", "rdma": ["x", "d"]}, {"ssh": "b", "rdma": 
 bad rdmamissing '{"hosts": [{"ssh": "a", "rdma": [null, "d"]}, {"ssh": "b"}]}' 'hosts[1] (b): field "rdma": missing, while other hosts have one'
 bad slots '{"hosts": [{"ssh": "a", "slots": 0}]}' 'hosts[0] (a): field "slots": expected an integer from 1 to 1024'
 bad envs '{"envs": ["NOEQUALS"], "hosts": ["a"]}' 'field "envs": item 0 '"'"'NOEQUALS'"'"' is not KEY=VALUE'
+bad envkey '{"envs": ["A B=1"], "hosts": ["a"]}' 'field "envs": item 0 '"'"'A B=1'"'"' is not KEY=VALUE'
+# ssh would take a destination starting with '-' for an option (-oProxyCommand runs a command)
+bad sshopt '{"hosts": [{"ssh": "-oProxyCommand=touch /tmp/x"}]}' 'hosts[0]: field "ssh": '"'"'-oProxyCommand=touch /tmp/x'"'"' is not an ssh destination'
+bad sshoptstr '["a", "-oProxyCommand=x"]' 'hosts[1]: '"'"'-oProxyCommand=x'"'"' is not an ssh destination'
+st=0
+"$launch" --hosts a,-oProxyCommand=x --dry-run -- prog >"$out" 2>"$err" || st=$?
+[ "$st" = 2 ] && has "--hosts: hosts[1]: '-oProxyCommand=x' is not an ssh destination" "$err"
+st=0
+"$launch" -n 1 --env 'A;B=1' -- true >"$out" 2>"$err" || st=$?
+[ "$st" = 2 ] && has "invalid --env 'A;B=1'" "$err"
 bad nohosts '{"backend": "ring"}' 'field "hosts": missing'
 bad empty '{"hosts": []}' 'field "hosts": no hosts'
 bad backend '{"backend": "pigeon", "hosts": ["a"]}' 'unknown backend '"'"'pigeon'"'"

@@ -400,6 +400,9 @@ static void test_bad_args(void **state)
         {"-n", "2", NULL},
         {"-n", "2", "--env", "NOEQUALS", "true", NULL},
         {"-n", "2", "--env", "=v", "true", NULL},
+        {"-n", "2", "--env", "A B=v", "true", NULL},
+        {"-n", "2", "--port", "12abc", "true", NULL},
+        {"-n", "2", "--port", "0", "true", NULL},
         {"-n", "2", "--timeout", "-1", "true", NULL},
         {"-n", "2", "--timeout", "soon", "true", NULL},
         {"-n", "2", "--bogus", "true", NULL},
@@ -481,6 +484,24 @@ static void test_timeout(void **state)
     assert_non_null(strstr(res.err, "timeout"));
 }
 
+/* A rank that leaves the job's process group (setsid) is still stopped at the timeout:
+ * before, the launcher waited for it to exit on its own (here after 30 s, past the
+ * run's deadline). Rank 0 leads the group, so it stays; setsid runs in rank 1 itself. */
+static void test_rank_left_group(void **state)
+{
+    (void)state;
+    const char *args[] = {"--timeout",
+                          "0.3",
+                          "-n",
+                          "2",
+                          "sh",
+                          "-c",
+                          "if [ $JACCL_RANK = 1 ]; then exec setsid sleep 30; fi; exec sleep 30",
+                          NULL};
+    run(args);
+    assert_int_equal(res.status, 124);
+}
+
 static void test_all_succeed(void **state)
 {
     (void)state;
@@ -508,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_long_line),
         cmocka_unit_test(test_killed_rank),
         cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_rank_left_group),
         cmocka_unit_test(test_all_succeed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -91,11 +91,56 @@ static void test_bad_json(void **state)
     free(h.ifs);
 }
 
+/* Hosts cabled as given pairs, without interfaces: enough for topo_ring. */
+static void cable_pairs(struct topo *t, struct topo_cable *cables, int n, const int (*pairs)[2],
+                        int npairs)
+{
+    *t = (struct topo){.n = n, .cables = cables, .ncables = npairs, .shared_prefix = -1};
+    for (int c = 0; c < npairs; c++)
+        cables[c] = (struct topo_cable){.host = {pairs[c][0], pairs[c][1]}};
+}
+
+/* Two cliques of 12 hosts joined by one cable have no ring. The search for one used to try
+ * every path through the first clique (11! of them) and hang jaccl-config; a host with a
+ * single neighbour is refused at once. A plain ring of 64 hosts is still found. */
+static void test_ring_search_bounded(void **state)
+{
+    enum { K = 12 };
+    static int pairs[2 * K * K][2];
+    static struct topo_cable cables[2 * K * K];
+    int order[TOPO_MAX_HOSTS], np = 0;
+    struct topo t;
+    for (int side = 0; side < 2; side++)
+        for (int i = 0; i < K; i++)
+            for (int j = i + 1; j < K; j++) {
+                pairs[np][0] = side * K + i;
+                pairs[np++][1] = side * K + j;
+            }
+    pairs[np][0] = 0;
+    pairs[np++][1] = K;
+    cable_pairs(&t, cables, 2 * K, (const int(*)[2])pairs, np);
+    assert_false(topo_ring(&t, order));
+    /* one host hanging off the first clique by a single cable */
+    cable_pairs(&t, cables, K + 1, (const int(*)[2])pairs, K * (K - 1) / 2 + 0);
+    cables[t.ncables++] = (struct topo_cable){.host = {3, K}};
+    assert_false(topo_ring(&t, order));
+    /* a ring of 64, numbered out of order: h -> (h + 5) mod 64 */
+    np = 0;
+    for (int h = 0; h < TOPO_MAX_HOSTS; h++) {
+        pairs[np][0] = h;
+        pairs[np++][1] = (h + 5) % TOPO_MAX_HOSTS;
+    }
+    cable_pairs(&t, cables, TOPO_MAX_HOSTS, (const int(*)[2])pairs, np);
+    assert_true(topo_ring(&t, order));
+    for (int k = 0; k < TOPO_MAX_HOSTS; k++) assert_int_equal(order[k], (5 * k) % TOPO_MAX_HOSTS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ring),
         cmocka_unit_test(test_bad_json),
+        cmocka_unit_test(test_ring_search_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,33 +8,14 @@
 
 #include <cmocka.h>
 
+#include "../env_vars.h"
 #include "core/comm.h"
 #include "util/sock.h"
-
-static const char *const all_vars[] = {
-    "JACCL_RANK",
-    "JACCL_SIZE",
-    "MLX_RANK",
-    "OMPI_COMM_WORLD_RANK",
-    "OMPI_COMM_WORLD_SIZE",
-    "PMI_RANK",
-    "PMI_SIZE",
-    "SLURM_PROCID",
-    "SLURM_NTASKS",
-    "JACCL_COORDINATOR",
-    "MLX_JACCL_COORDINATOR",
-    "JACCL_TIMEOUT",
-    "JACCL_TRANSPORT",
-    "JACCL_ALGO",
-    "JACCL_TCP_SOCKETS",
-    "JACCL_SPIN_US",
-    "JACCL_RING_BIDIR",
-};
 
 static int clear_env(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(all_vars) / sizeof(all_vars[0]); i++) unsetenv(all_vars[i]);
+    for (size_t i = 0; i < JACCL_TEST_ENV_NVARS; i++) unsetenv(jaccl_test_env_vars[i]);
     return 0;
 }
 

@@ -1,8 +1,9 @@
 /*
  * Shared-memory transport: links to the ranks of this host (shm.h has the
  * layout).  Small transfers are copied through the rings; large ones are
- * read by the receiver straight from the sender's buffer.  Waits spin, then
- * yield, then sleep on a futex doorbell that peers ring when they change
+ * read by the receiver straight from the sender's buffer.  Waits poll
+ * (yielding between polls only where ranks outnumber cores), then sleep on
+ * a futex doorbell that peers ring, when they see we sleep, after changing
  * something we may wait for.
  */
 #include "transport/shm/shm.h"
@@ -21,11 +22,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define INLINE_CHUNK  ((uint64_t)64 << 10) /* the receiver starts copying while we write more */
-#define CMA_MIN       ((size_t)64 << 10)   /* below this, two copies beat a system call */
-#define WAIT_SLICE_NS 2000000LL            /* futex sleeps: short, to see the abort flag */
+#define CMA_MIN       ((size_t)64 << 10) /* below this, two copies beat a system call */
+#define WAIT_SLICE_NS 2000000LL          /* futex sleeps: short, to see the abort flag */
 #define LIVENESS_NS   50000000LL
-#define PURE_SPIN_NS  2000LL /* a round trip on idle cores; after it, the peer may need our core */
+#define SPIN_POLLS    16 /* idle polls between looks at the clock (a poll is ~40 ns) */
+#define YIELD_POLLS   8  /* oversubscribed: polls before giving the core to a rank that needs it */
+#define PURE_SPIN_NS  2000LL /* a round trip on idle cores; after it, the peer may need a core */
 
 static inline void cpu_relax(void)
 {
@@ -36,6 +38,11 @@ static inline void cpu_relax(void)
 #endif
 }
 
+static inline uint64_t rec_bytes(uint64_t payload)
+{
+    return (SHM_REC_HDR + payload + SHM_CL - 1) & ~(uint64_t)(SHM_CL - 1);
+}
+
 /* Wake local rank j if it sleeps; the fence pairs with the one in shm_sleep. */
 static void shm_notify(struct shm_tp *t, int j)
 {
@@ -44,6 +51,26 @@ static void shm_notify(struct shm_tp *t, int j)
     if (!atomic_load_explicit(&r->sleeping, memory_order_relaxed)) return;
     atomic_fetch_add(&r->bell, 1);
     syscall(SYS_futex, &r->bell, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Queue j for shm_wake_queued: one fence per scan, however many records it moved. */
+static inline void shm_wake_later(struct shm_tp *t, int j)
+{
+    if (t->wstamp[j] == t->gen) return;
+    t->wstamp[j] = t->gen;
+    t->wake[t->nwake++] = j;
+}
+
+static void shm_wake_queued(struct shm_tp *t)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    for (int k = 0; k < t->nwake; k++) {
+        struct shm_rank *r = &t->ranks[t->wake[k]];
+        if (!atomic_load_explicit(&r->sleeping, memory_order_relaxed)) continue;
+        atomic_fetch_add(&r->bell, 1);
+        syscall(SYS_futex, &r->bell, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    }
+    t->nwake = 0;
 }
 
 static void ring_write(struct shm_end *e, uint64_t pos, const void *src, size_t n)
@@ -62,8 +89,14 @@ static void ring_read(const struct shm_end *e, uint64_t pos, void *dst, size_t n
     if (n > first) memcpy((char *)dst + first, e->ring, n - first);
 }
 
+/* The header of the record at pos (records start on a cache line: it never wraps). */
+static inline struct shm_rec *ring_rec(const struct shm_end *e, uint64_t pos)
+{
+    return (struct shm_rec *)(void *)(e->ring + (pos & (e->size - 1)));
+}
+
 /* Free bytes in our outgoing ring; reloads the consumer's tail only when short. */
-static uint64_t ring_space(struct shm_end *e, uint64_t need)
+static inline uint64_t ring_space(struct shm_end *e, uint64_t need)
 {
     uint64_t space = e->size - (e->head - e->tail);
     if (space >= need) return space;
@@ -71,41 +104,41 @@ static uint64_t ring_space(struct shm_end *e, uint64_t need)
     return e->size - (e->head - e->tail);
 }
 
+/* Publish the record at e->head (its payload already written) and move past it. */
+static inline void rec_publish(struct shm_end *e, uint32_t len, uint32_t kind, uint64_t bytes)
+{
+    struct shm_rec *h = ring_rec(e, e->head);
+    h->len = len;
+    h->kind = kind;
+    atomic_store_explicit(&h->tag, e->head ^ e->salt, memory_order_release);
+    e->head += bytes;
+}
+
 /* Describe the rest of x for the receiver to read in place. */
 static int send_cma(struct shm_end *e, struct jaccl_xfer *x)
 {
-    struct {
-        struct shm_rec h;
-        struct shm_cma_desc d;
-    } r = {{(uint32_t)0, SHM_REC_CMA}, {(uint64_t)(uintptr_t)x->buf + x->done, x->len - x->done}};
-    if (ring_space(e, sizeof(r)) < sizeof(r)) return 0;
-    ring_write(e, e->head, &r, sizeof(r));
-    e->head += sizeof(r);
+    struct shm_cma_desc d = {(uint64_t)(uintptr_t)x->buf + x->done, x->len - x->done};
+    uint64_t need = rec_bytes(sizeof(d));
+    if (ring_space(e, need) < need) return 0;
+    ring_write(e, e->head + SHM_REC_HDR, &d, sizeof(d));
     e->cma_out = x->len - x->done;
-    atomic_store_explicit(&e->ch->head, e->head, memory_order_release);
+    rec_publish(e, 0, SHM_REC_CMA, need);
     return 1;
 }
 
-/* Copy a record of x (at most INLINE_CHUNK) into the ring if it fits; 1 if it did. */
-static int send_inline(struct shm_end *e, struct jaccl_xfer *x)
+/* Copy a record of x (at most e->chunk) into the ring if it fits; 1 if it did. */
+static inline int send_inline(struct shm_end *e, struct jaccl_xfer *x)
 {
-    int moved = 0;
-    if (x->done < x->len) {
-        uint64_t chunk = e->size / 4 < INLINE_CHUNK ? e->size / 4 : INLINE_CHUNK;
-        uint64_t space = ring_space(e, 16 + chunk);
-        if (space < 16) return 0;
-        uint64_t n = x->len - x->done, room = (space - 8) & ~(uint64_t)7;
-        if (n > room) n = room;
-        if (n > chunk) n = chunk;
-        struct shm_rec h = {(uint32_t)n, SHM_REC_INLINE};
-        ring_write(e, e->head, &h, sizeof(h));
-        ring_write(e, e->head + 8, (char *)x->buf + x->done, n);
-        e->head += 8 + ((n + 7) & ~(uint64_t)7);
-        x->done += n;
-        moved = 1;
-        atomic_store_explicit(&e->ch->head, e->head, memory_order_release);
-    }
-    return moved;
+    uint64_t n = x->len - x->done;
+    if (n == 0) return 0;
+    if (n > e->chunk) n = e->chunk;
+    uint64_t space = ring_space(e, rec_bytes(n)) & ~(uint64_t)(SHM_CL - 1);
+    if (space < SHM_CL) return 0;
+    if (rec_bytes(n) > space) n = space - SHM_REC_HDR; /* part of it, the rest when there is room */
+    ring_write(e, e->head + SHM_REC_HDR, (const char *)x->buf + x->done, (size_t)n);
+    x->done += n;
+    rec_publish(e, (uint32_t)n, SHM_REC_INLINE, rec_bytes(n));
+    return 1;
 }
 
 /* Advance the head send of a stream; returns 1 if anything changed. */
@@ -122,38 +155,33 @@ static int shm_send(struct shm_tp *t, int j, struct jaccl_xfer *x)
     }
     if (e->single_copy && x->len - x->done >= CMA_MIN) {
         int moved = send_cma(e, x);
-        if (moved) shm_notify(t, j);
+        if (moved) shm_wake_later(t, j);
         return moved;
     }
-    int moved = 0;
-    while (send_inline(e, x)) { /* wake the receiver at once: it copies out while we copy in */
-        moved = 1;
+    if (!send_inline(e, x)) return 0;
+    while (x->done < x->len) { /* wake the receiver now: it copies out while we copy in */
         shm_notify(t, j);
+        if (!send_inline(e, x)) break;
     }
-    return moved;
+    shm_wake_later(t, j);
+    return 1;
 }
 
-/* Take the next record's header; 0 when the ring is empty. */
-static int recv_header(struct shm_end *e)
+/* Take the next record's header; 0 when none has arrived. */
+static inline int recv_header(struct shm_end *e)
 {
-    if (e->head - e->tail < sizeof(struct shm_rec)) {
-        e->head = atomic_load_explicit(&e->ch->head, memory_order_acquire);
-        if (e->head - e->tail < sizeof(struct shm_rec)) return 0;
-    }
-    struct shm_rec h;
-    ring_read(e, e->tail, &h, sizeof(h));
-    e->tail += sizeof(h);
-    e->rec_kind = h.kind;
-    if (h.kind == SHM_REC_CMA) {
+    const struct shm_rec *h = ring_rec(e, e->tail);
+    if (atomic_load_explicit(&h->tag, memory_order_acquire) != (e->tail ^ e->salt)) return 0;
+    e->rec_kind = h->kind;
+    if (h->kind == SHM_REC_CMA) {
         struct shm_cma_desc d;
-        ring_read(e, e->tail, &d, sizeof(d));
-        e->tail += sizeof(d);
+        ring_read(e, e->tail + SHM_REC_HDR, &d, sizeof(d));
         e->rec_left = d.len;
         e->rec_addr = d.addr;
-        e->rec_pad = 0;
+        e->tail += rec_bytes(sizeof(d));
     } else {
-        e->rec_left = h.len;
-        e->rec_pad = (8 - (h.len & 7)) & 7;
+        e->rec_left = h->len;
+        e->tail += SHM_REC_HDR;
     }
     return 1;
 }
@@ -202,11 +230,11 @@ static jaccl_result_t shm_recv(struct shm_tp *t, int j, struct jaccl_xfer *x, in
         }
         x->done += n;
         e->rec_left -= n;
-        if (e->rec_left == 0) e->tail += e->rec_pad;
+        if (e->rec_left == 0) e->tail = (e->tail + SHM_CL - 1) & ~(uint64_t)(SHM_CL - 1);
         *moved = 1;
     }
     if (e->tail != tail0) atomic_store_explicit(&e->ch->tail, e->tail, memory_order_release);
-    if (e->tail != tail0 || acked) shm_notify(t, j);
+    if (e->tail != tail0 || acked) shm_wake_later(t, j);
     return JACCL_SUCCESS;
 }
 
@@ -214,9 +242,10 @@ static jaccl_result_t shm_recv(struct shm_tp *t, int j, struct jaccl_xfer *x, in
 static jaccl_result_t shm_scan(struct shm_tp *t, struct jaccl_xfer *x, int n, int *moved,
                                int *pending)
 {
+    jaccl_result_t rc = JACCL_SUCCESS;
     t->gen++;
     *pending = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && rc == JACCL_SUCCESS; i++) {
         if (x[i].done == x[i].len) continue;
         size_t q = (size_t)x[i].peer * 2 + (size_t)x[i].dir;
         if (t->stamp[q] == t->gen) {
@@ -224,18 +253,17 @@ static jaccl_result_t shm_scan(struct shm_tp *t, struct jaccl_xfer *x, int n, in
             continue;
         }
         int j = t->lidx[x[i].peer];
-        if (x[i].dir == JACCL_XFER_SEND) {
+        if (x[i].dir == JACCL_XFER_SEND)
             *moved |= shm_send(t, j, &x[i]);
-        } else {
-            jaccl_result_t rc = shm_recv(t, j, &x[i], moved);
-            if (rc != JACCL_SUCCESS) return rc;
-        }
+        else
+            rc = shm_recv(t, j, &x[i], moved);
         if (x[i].done < x[i].len) {
             t->stamp[q] = t->gen; /* later transfers on this stream wait for it */
             (*pending)++;
         }
     }
-    return JACCL_SUCCESS;
+    if (t->nwake) shm_wake_queued(t);
+    return rc;
 }
 
 /* A zombie or a vanished process will never move our data. */
@@ -324,11 +352,19 @@ static void shm_failed(struct jaccl_tp *tp)
     if (t->ranks) atomic_store(&t->ranks[t->me].failed, 1);
 }
 
+/*
+ * Poll without a system call while a reply is likely soon: a system call
+ * costs microseconds in some virtual machines, a poll tens of nanoseconds.
+ * Ranks that outnumber the cores yield between short bursts of polls (the
+ * rank we wait for may need this core); others poll for PURE_SPIN_NS first.
+ * After spin_ns, sleep.
+ */
 static jaccl_result_t shm_progress_loop(struct jaccl_tp *tp, struct jaccl_xfer *x, int n, int any,
                                         int64_t deadline_ns)
 {
     struct shm_tp *t = (struct shm_tp *)tp;
     int64_t idle_since = 0;
+    int polls = 0, burst = t->oversub ? YIELD_POLLS : SPIN_POLLS;
     for (;;) {
         int moved = 0, pending = 0;
         jaccl_result_t rc = shm_scan(t, x, n, &moved, &pending);
@@ -336,21 +372,35 @@ static jaccl_result_t shm_progress_loop(struct jaccl_tp *tp, struct jaccl_xfer *
         if (pending == 0 || (moved && any) || deadline_ns == JACCL_TP_NOWAIT) return JACCL_SUCCESS;
         if (moved) {
             idle_since = 0;
+            polls = 0;
             continue;
         }
-        /* Spin while a reply is likely soon; yield at once when ranks outnumber cores. */
+        cpu_relax();
+        if (++polls < burst) continue;
+        polls = 0;
         int64_t now = jaccl_now_ns();
         if (idle_since == 0) idle_since = now;
-        if (now - idle_since < t->spin_ns && !jaccl_tp_aborted(t->abort_flag)) {
-            if (t->oversub || now - idle_since > PURE_SPIN_NS)
-                sched_yield(); /* the peer may be waiting for this core */
-            else
-                for (int k = 0; k < 16; k++) cpu_relax();
+        if (now - idle_since < t->spin_ns && now < deadline_ns &&
+            !jaccl_tp_aborted(t->abort_flag)) {
+            if (t->oversub || now - idle_since > PURE_SPIN_NS) sched_yield();
             continue;
         }
         rc = shm_sleep(t, x, n, deadline_ns);
         if (rc != JACCL_SUCCESS) return rc;
     }
+}
+
+/*
+ * Record tags are position ^ salt: the top bit keeps a tag from ever being
+ * zero (a fresh segment), the mixed job id keeps user data that happens to
+ * hold a ring position from passing for a header.
+ */
+static uint64_t tag_salt(uint64_t job_id)
+{
+    uint64_t z = job_id + 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (z ^ (z >> 31)) | (1ull << 63);
 }
 
 /* The ranks we share memory with: same host (as the core counts) and same /dev/shm. */
@@ -380,10 +430,13 @@ static jaccl_result_t shm_alloc(struct shm_tp **out, const struct jaccl_tp_param
         t->out = calloc(n, sizeof(struct shm_end));
         t->in = calloc(n, sizeof(struct shm_end));
         t->stamp = calloc(n * 2, sizeof(uint32_t));
+        t->wake = malloc(n * sizeof(int));
+        t->wstamp = calloc(n, sizeof(uint32_t));
     }
-    if (!t || !t->lidx || !t->lrank || !t->pids || !t->out || !t->in || !t->stamp) {
-        if (t) free(t->stamp), free(t->in), free(t->out), free(t->pids), free(t->lrank);
-        if (t) free(t->lidx);
+    if (!t || !t->lidx || !t->lrank || !t->pids || !t->out || !t->in || !t->stamp || !t->wake ||
+        !t->wstamp) {
+        if (t) free(t->wstamp), free(t->wake), free(t->stamp), free(t->in), free(t->out);
+        if (t) free(t->pids), free(t->lrank), free(t->lidx);
         free(t);
         return jaccl_err_set(p->err, JACCL_ERR_NOMEM, "shm: cannot allocate state for %d ranks",
                              p->size);
@@ -397,6 +450,8 @@ static void shm_close(struct jaccl_tp *tp)
     struct shm_tp *t = (struct shm_tp *)tp;
     if (!t) return;
     jaccl_shm_seg_close(t);
+    free(t->wstamp);
+    free(t->wake);
     free(t->stamp);
     free(t->in);
     free(t->out);
@@ -416,6 +471,7 @@ static jaccl_result_t shm_open_tp(const struct jaccl_tp_params *p, struct jaccl_
         .rank = p->rank, .size = p->size, .err = p->err, .alpha_s = 0.5e-6, .beta_Bps = 8e9};
     t->nlocal = shm_find_local(t, p);
     t->job_id = p->job_id;
+    t->salt = tag_salt(p->job_id);
     t->spin_ns = p->spin_ns;
     t->oversub = p->oversubscribed;
     t->single_copy = p->shm_single_copy;

@@ -4,6 +4,12 @@
  * byte ring of framed records; a record is inline data, or (for large
  * transfers) the address of the sender's buffer, which the receiver reads
  * with process_vm_readv (one copy) and acknowledges.
+ *
+ * Records start on a cache line and their header is written last, with a
+ * tag made of the record's ring position: the receiver polls the header
+ * itself, so a small message costs one cache-line transfer, not two (an
+ * index, then the data).  The tag is mixed with a per-job salt so that old
+ * bytes left in the ring are not mistaken for a header.
  */
 #ifndef JACCL_TRANSPORT_SHM_H
 #define JACCL_TRANSPORT_SHM_H
@@ -19,13 +25,18 @@
 #define SHM_RINGS_ALL   ((size_t)64 << 20) /* ... so that all rings fit in this */
 #define SHM_NAME_MAX    64
 #define SHM_PROBE_BYTES ((size_t)4 << 20) /* past the caches: large transfers come from memory */
+/* Largest inline record: the receiver starts copying while we write more. */
+#define SHM_INLINE_CHUNK ((uint64_t)64 << 10)
 
 enum { SHM_REC_INLINE = 1, SHM_REC_CMA = 2 };
 
 struct shm_rec {
-    uint32_t len; /* payload bytes (inline), or bytes the address covers (cma) */
+    _Atomic uint64_t tag; /* position ^ salt: stored last (release), polled by the receiver */
+    uint32_t len;         /* payload bytes (inline) */
     uint32_t kind;
 };
+
+#define SHM_REC_HDR ((uint64_t)sizeof(struct shm_rec))
 
 struct shm_cma_desc {
     uint64_t addr;
@@ -51,10 +62,9 @@ struct shm_rank {
     _Atomic uint32_t failed; /* we gave up a transfer: our buffers may be gone */
 };
 
-/* The shared part of one directed channel; its ring (ring_bytes) follows. */
+/* One directed channel's shared state, written by its consumer; its ring follows. */
 struct shm_chan {
-    _Alignas(SHM_CL) _Atomic uint64_t head; /* written by the producer */
-    _Alignas(SHM_CL) _Atomic uint64_t tail; /* written by the consumer */
+    _Alignas(SHM_CL) _Atomic uint64_t tail; /* ring bytes consumed: the producer's space */
     _Atomic uint64_t ack;                   /* single-copy bytes the consumer has read */
 };
 
@@ -63,12 +73,15 @@ struct shm_end {
     struct shm_chan *ch;
     unsigned char *ring;
     uint64_t size;       /* of the ring */
-    uint64_t head, tail; /* our copy of our index; a cached copy of the other one */
+    uint64_t salt;       /* of the record tags */
+    uint64_t chunk;      /* largest inline record payload */
+    uint64_t head, tail; /* sender: where we write, the receiver's tail when last read;
+                            receiver: tail only (what we consumed) */
     /* sender: single-copy bytes described and not yet acknowledged */
     uint64_t cma_out, ack_seen;
     /* receiver: what is left of the record being read */
     uint64_t rec_left, rec_addr;
-    uint32_t rec_kind, rec_pad;
+    uint32_t rec_kind;
     int single_copy; /* sender: the receiver can read our memory */
 };
 
@@ -88,12 +101,14 @@ struct shm_tp {
     struct shm_end *out, *in; /* by local index */
     uint64_t probe;
     char *probe_buf;
-    uint64_t job_id;
+    uint64_t job_id, salt;
     int64_t spin_ns;
     int oversub, single_copy; /* single_copy: JACCL_SHM_SINGLE_COPY (-1: measure) */
     const volatile int *abort_flag;
     uint32_t *stamp; /* per (peer, dir): last scan that saw its head */
     uint32_t gen;
+    int *wake, nwake; /* local ranks to wake (if asleep) at the end of this scan */
+    uint32_t *wstamp; /* per local rank: the scan that queued it in wake */
     int64_t next_liveness;
 };
 

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define SHM_MAGIC   0x4a53484du /* "JSHM" */
-#define SHM_VERSION 1
+#define SHM_VERSION 2
 #define PROBE_SALT  0x9e3779b97f4a7c15ull
 
 static size_t round_cl(size_t n)
@@ -45,12 +45,16 @@ static size_t seg_layout(int n, size_t *o_ranks, size_t *o_cma, size_t *o_chan)
     return *o_chan + nn * (sizeof(struct shm_chan) + ring_bytes(n));
 }
 
-static struct shm_end chan_end(char *base, size_t ring, int idx)
+/* Inline records are at most a quarter of the ring: the receiver copies out while we copy in. */
+static struct shm_end chan_end(const struct shm_tp *t, char *base, size_t ring, int idx)
 {
     char *c = base + (size_t)idx * (sizeof(struct shm_chan) + ring);
+    uint64_t chunk = ring / 4 < SHM_INLINE_CHUNK ? ring / 4 : SHM_INLINE_CHUNK;
     return (struct shm_end){.ch = (struct shm_chan *)c,
                             .ring = (unsigned char *)c + sizeof(struct shm_chan),
-                            .size = ring};
+                            .size = ring,
+                            .salt = t->salt,
+                            .chunk = chunk};
 }
 
 /* Point our views into a mapped segment. */
@@ -64,8 +68,8 @@ static void seg_views(struct shm_tp *t)
     t->ranks = (struct shm_rank *)(s + o_ranks);
     t->cma_ok = (unsigned char *)(s + o_cma);
     for (int j = 0; j < t->nlocal; j++) {
-        t->out[j] = chan_end(s + o_chan, t->ring_bytes, t->me * t->nlocal + j);
-        t->in[j] = chan_end(s + o_chan, t->ring_bytes, j * t->nlocal + t->me);
+        t->out[j] = chan_end(t, s + o_chan, t->ring_bytes, t->me * t->nlocal + j);
+        t->in[j] = chan_end(t, s + o_chan, t->ring_bytes, j * t->nlocal + t->me);
     }
 }
 
@@ -124,8 +128,9 @@ static jaccl_result_t seg_open(struct shm_tp *t)
     }
     jaccl_result_t rc = seg_map(t, fd, "opened");
     close(fd);
-    if (rc == JACCL_SUCCESS && (t->hdr->magic != SHM_MAGIC || t->hdr->job_id != t->job_id ||
-                                t->hdr->nlocal != (uint32_t)t->nlocal))
+    if (rc == JACCL_SUCCESS &&
+        (t->hdr->magic != SHM_MAGIC || t->hdr->version != SHM_VERSION ||
+         t->hdr->job_id != t->job_id || t->hdr->nlocal != (uint32_t)t->nlocal))
         rc = jaccl_err_set(t->base.err, JACCL_ERR_INTERNAL,
                            "shm: segment %s belongs to another job", t->name);
     return rc;
