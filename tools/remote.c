@@ -264,17 +264,30 @@ static void start_one(struct job_io *j, char *const *argv)
     j->s[1].fd = pe[0];
 }
 
+/*
+ * Reaps a job whose pipes are closed.  A child may close them and keep
+ * running: it gets until the deadline, then SIGKILL (it times out).
+ */
+static bool reap_by(pid_t pid, int64_t deadline, int *st)
+{
+    while (mono_ms() < deadline) {
+        if (waitpid(pid, st, WNOHANG) == pid) return true;
+        nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+    }
+    kill(-pid, SIGKILL);
+    waitpid(pid, st, 0); /* SIGKILL cannot be ignored: this returns */
+    return false;
+}
+
 /* Reaps job i once both pipes are closed (or now, killing it, when timed out). */
-static void finish_one(struct job_io *j, int i, bool timed_out, rm_done_fn done, void *arg)
+static void finish_one(struct job_io *j, int i, bool timed_out, int64_t deadline, rm_done_fn done,
+                       void *arg)
 {
     int st = 0, status;
     for (int k = 0; k < 2; k++)
         if (j->s[k].fd >= 0) close(j->s[k].fd);
     j->s[0].fd = j->s[1].fd = -1;
-    if (j->pid > 0) {
-        if (timed_out) kill(-j->pid, SIGKILL);
-        waitpid(j->pid, &st, 0);
-    }
+    if (j->pid > 0) timed_out = !reap_by(j->pid, timed_out ? 0 : deadline, &st);
     status = j->pid < 0      ? -1
              : timed_out     ? -2
              : WIFEXITED(st) ? WEXITSTATUS(st)
@@ -306,7 +319,7 @@ void rm_capture_all(char **const *argvs, int n, int timeout_ms, rm_done_fn done,
             for (int k = 0; k < 2 && !timed_out; k++)
                 if (p[2 * i + k].revents) sink_read(&j->s[k]);
             if (timed_out || (j->s[0].fd < 0 && j->s[1].fd < 0)) {
-                finish_one(j, i, timed_out, done, arg);
+                finish_one(j, i, timed_out, deadline, done, arg);
                 left--;
             }
         }

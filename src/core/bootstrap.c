@@ -227,7 +227,10 @@ jaccl_result_t jaccl_bootstrap_allgather(struct jaccl_bootstrap *bs, const void 
 {
     char *out = all;
     jaccl_result_t rc = JACCL_SUCCESS;
-    if (len > BS_MAX_RECORD) return JACCL_ERR_INTERNAL;
+    if (len > BS_MAX_RECORD)
+        return jaccl_err_set(bs->err, JACCL_ERR_INTERNAL,
+                             "bootstrap: rank %d's record of %zu bytes exceeds the %d-byte limit",
+                             bs->rank, len, (int)BS_MAX_RECORD);
     if (bs->user_fn) {
         rc = bs->user_fn(mine, all, len, bs->user);
         if (rc != JACCL_SUCCESS)

@@ -106,14 +106,34 @@ static jaccl_result_t multi_open(const struct jaccl_tp_params *p, struct jaccl_t
     return JACCL_SUCCESS;
 }
 
-/* Transport i's address within a rank's record; NULL if that rank did not open it. */
-static const unsigned char *sub_addr(const unsigned char *rec, int i)
+/*
+ * Transport i's address within rank r's record: 1 and (*out, *len) when r
+ * opened it, 0 when it did not, -1 (error set) when the record, which came
+ * off the wire, runs past its bounds.
+ */
+static int sub_addr(struct multi_tp *t, const unsigned char *addrs, size_t stride, int r, int i,
+                    const unsigned char **out, size_t *len)
 {
-    if (!(rec[0] & (1u << i))) return NULL;
+    const unsigned char *rec = addrs + (size_t)r * stride;
     size_t pos = 1;
-    for (int k = 0; k < i; k++)
-        if (rec[0] & (1u << k)) pos += 2 + (size_t)(rec[pos] | rec[pos + 1] << 8);
-    return rec + pos;
+    for (int k = 0; k <= i; k++) {
+        if (!(rec[0] & (1u << k))) continue;
+        size_t n = pos + 2 <= JACCL_TP_MULTI_ADDR_MAX ? (size_t)(rec[pos] | rec[pos + 1] << 8) : 0;
+        if (pos + 2 + n > JACCL_TP_MULTI_ADDR_MAX || n > JACCL_TP_ADDR_MAX) {
+            jaccl_err_set(t->base.err, JACCL_ERR_CONFIG,
+                          "rank %d sent a malformed transport address (%s at byte %zu); do all "
+                          "ranks run the same jaccl build?",
+                          r, jaccl_transports[k]->name, pos);
+            return -1;
+        }
+        if (k == i) {
+            *out = rec + pos + 2;
+            *len = n;
+            return 1;
+        }
+        pos += 2 + n;
+    }
+    return 0;
 }
 
 /* Connect transport i if every rank opened it (all must run the same connects). */
@@ -122,8 +142,12 @@ static jaccl_result_t multi_connect_sub(struct multi_tp *t, int i, const unsigne
 {
     struct multi_sub *s = &t->sub[i];
     int n = t->base.size;
+    const unsigned char *sa;
+    size_t len;
     for (int r = 0; r < n; r++) {
-        if (sub_addr(addrs + (size_t)r * stride, i)) continue;
+        int has = sub_addr(t, addrs, stride, r, i, &sa, &len);
+        if (has < 0) return JACCL_ERR_CONFIG;
+        if (has) continue;
         if (s->tp) log_info("transport %s: rank %d could not open it; not used", s->ops->name, r);
         if (s->tp) s->ops->close(s->tp);
         s->tp = NULL;
@@ -132,9 +156,8 @@ static jaccl_result_t multi_connect_sub(struct multi_tp *t, int i, const unsigne
     unsigned char *a = n > 0 ? calloc((size_t)n, JACCL_TP_ADDR_MAX) : NULL;
     if (!a) return jaccl_err_set(t->base.err, JACCL_ERR_NOMEM, "out of memory connecting");
     for (int r = 0; r < n; r++) {
-        const unsigned char *sa = sub_addr(addrs + (size_t)r * stride, i);
-        size_t len = (size_t)(sa[0] | sa[1] << 8);
-        memcpy(a + (size_t)r * JACCL_TP_ADDR_MAX, sa + 2, len);
+        sub_addr(t, addrs, stride, r, i, &sa, &len); /* checked above */
+        memcpy(a + (size_t)r * JACCL_TP_ADDR_MAX, sa, len);
     }
     jaccl_result_t rc = s->ops->connect(s->tp, a, JACCL_TP_ADDR_MAX, deadline_ns);
     free(a);

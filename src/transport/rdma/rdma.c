@@ -750,11 +750,15 @@ static jaccl_result_t rd_to_rtr(struct rd_tp *t, struct rd_link *l, const struct
 
 static jaccl_result_t rd_link_connect(struct rd_tp *t, struct rd_link *l, const struct rd_wire *w)
 {
+    /* The record came off the wire: trust its link count only within the slot. */
+    if (w->magic != RD_MAGIC || w->job_id != t->job_id ||
+        w->nlinks > (JACCL_TP_ADDR_MAX - sizeof(*w)) / sizeof(w->link[0]))
+        return jaccl_err_set(t->base.err, JACCL_ERR_CONFIG,
+                             "rdma: rank %d sent no valid RDMA address for this job; do all "
+                             "ranks run the same jaccl build?",
+                             l->peer);
     const struct rd_wire_link *o = rd_find_peer(w, t->base.rank, l->cable);
     int theirs = rd_count_to(w, t->base.rank);
-    if (w->magic != RD_MAGIC || w->job_id != t->job_id)
-        return jaccl_err_set(t->base.err, JACCL_ERR_CONFIG,
-                             "rdma: rank %d sent no RDMA address for this job", l->peer);
     if (!o || theirs != t->cables[l->peer])
         return jaccl_err_set(t->base.err, JACCL_ERR_CONFIG,
                              "rdma: rank %d's device file lists %d cable(s) to us but %s lists "
