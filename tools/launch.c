@@ -120,13 +120,6 @@ struct job {
 
 static struct out outs[2];
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------------ arguments */
 
 static void usage(FILE *f)
@@ -427,7 +420,7 @@ static void stop(struct job *j, int sig)
     j->stopping = true;
     j->stop_sig = sig;
     signal_group(j, sig);
-    j->kill_at = now_ms() + GRACE_MS;
+    j->kill_at = rm_now_ms() + GRACE_MS;
 }
 
 static void kill_now(struct job *j)
@@ -435,7 +428,7 @@ static void kill_now(struct job *j)
     signal_group(j, SIGKILL);
     j->killed = true;
     j->kill_at = 0;
-    j->giveup_at = now_ms() + GIVEUP_MS;
+    j->giveup_at = rm_now_ms() + GIVEUP_MS;
 }
 
 static void set_status(struct job *j, int status)
@@ -479,7 +472,7 @@ static void rank_exited(struct job *j, int r, int st)
         k->ctl = -1;
     }
     if (--j->live == 0) {
-        int64_t t = now_ms() + GRACE_MS + GIVEUP_MS;
+        int64_t t = rm_now_ms() + GRACE_MS + GIVEUP_MS;
         if (!j->giveup_at || t < j->giveup_at) j->giveup_at = t;
     }
     int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -775,7 +768,7 @@ static int job_init(struct job *j)
         fprintf(stderr, PROG ": cannot set up: %s\n", strerror(errno));
         return -1;
     }
-    if (j->o->timeout_ms) j->timeout_at = now_ms() + j->o->timeout_ms;
+    if (j->o->timeout_ms) j->timeout_at = rm_now_ms() + j->o->timeout_ms;
     return 0;
 }
 
@@ -831,7 +824,7 @@ static int64_t earliest(int64_t a, int64_t b)
 
 static int poll_timeout(const struct job *j, bool leftovers)
 {
-    int64_t t = now_ms(), at = j->kill_at;
+    int64_t t = rm_now_ms(), at = j->kill_at;
     if (!j->stopping) at = earliest(at, j->timeout_at);
     if (j->live == 0) at = earliest(at, j->giveup_at);
     if (leftovers) at = earliest(at, t + PROBE_MS);
@@ -855,7 +848,7 @@ static void stop_leftovers(struct job *j)
 /* Deadlines, and descendants left behind by ranks that have all exited. */
 static void check_timers(struct job *j, bool leftovers)
 {
-    int64_t t = now_ms();
+    int64_t t = rm_now_ms();
     if (j->timeout_at && !j->stopping && t >= j->timeout_at) {
         fprintf(stderr, PROG ": timeout of %.3g s reached; stopping the ranks\n",
                 (double)j->o->timeout_ms / 1000.0);
@@ -880,7 +873,7 @@ static bool job_done(const struct job *j, bool leftovers)
 {
     if (j->live > 0) return false;
     if (!leftovers && j->open_streams == 0) return true;
-    return j->giveup_at && now_ms() >= j->giveup_at;
+    return j->giveup_at && rm_now_ms() >= j->giveup_at;
 }
 
 static void run(struct job *j)

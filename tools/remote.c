@@ -212,7 +212,7 @@ static void sink_read(struct sink *s)
     if (room) s->len += (size_t)n;
 }
 
-static int64_t mono_ms(void)
+int64_t rm_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -270,7 +270,7 @@ static void start_one(struct job_io *j, char *const *argv)
  */
 static bool reap_by(pid_t pid, int64_t deadline, int *st)
 {
-    while (mono_ms() < deadline) {
+    while (rm_now_ms() < deadline) {
         if (waitpid(pid, st, WNOHANG) == pid) return true;
         nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
     }
@@ -301,7 +301,7 @@ static int poll_all(struct job_io *jobs, int n, struct pollfd *p, int64_t deadli
     for (int i = 0; i < n; i++)
         for (int k = 0; k < 2; k++)
             p[2 * i + k] = (struct pollfd){.fd = jobs[i].s[k].fd, .events = POLLIN};
-    int64_t left = deadline - mono_ms();
+    int64_t left = deadline - rm_now_ms();
     return left <= 0 ? 0 : poll(p, (nfds_t)(2 * n), (int)left);
 }
 
@@ -310,7 +310,7 @@ void rm_capture_all(char **const *argvs, int n, int timeout_ms, rm_done_fn done,
     struct job_io *jobs = calloc((size_t)n, sizeof *jobs);
     struct pollfd *p = calloc((size_t)(2 * n), sizeof *p);
     for (int i = 0; jobs && p && i < n; i++) start_one(&jobs[i], argvs[i]);
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = rm_now_ms() + timeout_ms;
     for (int left = n; jobs && p && left > 0;) {
         bool timed_out = poll_all(jobs, n, p, deadline) == 0;
         for (int i = 0; i < n; i++) {

@@ -4,10 +4,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Does the ssh destination ("user@host" allowed) name this machine (an address of one of
  * its interfaces, or localhost)? Names that do not resolve here are remote. */
 bool rm_is_local(const char *dest);
+
+/* Milliseconds on the monotonic clock. */
+int64_t rm_now_ms(void);
 
 /* The host part of an ssh destination, without "user@" (points into dest). */
 const char *rm_hostpart(const char *dest);

@@ -63,32 +63,23 @@ static const char *transport_name(int i)
 static jaccl_result_t comm_open_transport(struct jaccl_comm *c, struct jaccl_tp_params *p,
                                           char *addr, size_t *len)
 {
-    int forced = strcmp(c->env.transport, "auto") != 0;
-    if (!forced) {
-        jaccl_result_t rc = jaccl_multi_ops.open(p, &c->tp, addr, len);
-        if (rc != JACCL_SUCCESS) return rc;
-        c->tp->ops = &jaccl_multi_ops;
-        c->tp->refs = 1;
-        addr[JACCL_TP_MULTI_ADDR_MAX] = AUTO_INDEX;
-        return JACCL_SUCCESS;
+    const struct jaccl_transport_ops *ops = &jaccl_multi_ops;
+    int index = AUTO_INDEX;
+    if (strcmp(c->env.transport, "auto") != 0) {
+        for (index = 0; jaccl_transports[index]; index++)
+            if (strcmp(jaccl_transports[index]->name, c->env.transport) == 0) break;
+        ops = jaccl_transports[index];
+        if (!ops)
+            return jaccl_err_set(&c->err, JACCL_ERR_CONFIG, "JACCL_TRANSPORT=%s is not built in",
+                                 c->env.transport);
     }
-    for (int i = 0; jaccl_transports[i]; i++) {
-        const struct jaccl_transport_ops *ops = jaccl_transports[i];
-        if (forced && strcmp(ops->name, c->env.transport) != 0) continue;
-        jaccl_result_t rc = ops->open(p, &c->tp, addr, len);
-        if (rc == JACCL_ERR_UNSUPPORTED && !forced) {
-            log_info("transport %s: not available here (%s); trying the next", ops->name,
-                     c->err.msg);
-            continue;
-        }
-        if (rc != JACCL_SUCCESS) return rc;
-        c->tp->ops = ops;
-        c->tp->refs = 1;
-        addr[JACCL_TP_MULTI_ADDR_MAX] = (char)i;
-        log_info("transport %s chosen%s", ops->name, forced ? " (JACCL_TRANSPORT)" : "");
-        return JACCL_SUCCESS;
-    }
-    return jaccl_err_set(&c->err, JACCL_ERR_UNSUPPORTED, "no transport could be opened");
+    jaccl_result_t rc = ops->open(p, &c->tp, addr, len);
+    if (rc != JACCL_SUCCESS) return rc;
+    c->tp->ops = ops;
+    c->tp->refs = 1;
+    addr[JACCL_TP_MULTI_ADDR_MAX] = (char)index;
+    if (index != AUTO_INDEX) log_info("transport %s chosen (JACCL_TRANSPORT)", ops->name);
+    return JACCL_SUCCESS;
 }
 
 /* A forced transport must reach every peer (shm does not leave the host). */
