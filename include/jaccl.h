@@ -247,7 +247,10 @@ JACCL_API jaccl_result_t jaccl_alltoall(const void *sendbuf, void *recvbuf, size
  * exchange or a pipeline boundary cannot deadlock whatever the order and
  * size.  Buffers must stay valid until jaccl_group_end returns.  Groups nest
  * (only the outermost end runs them) and are per thread.  Collectives inside a
- * group return JACCL_ERR_INVALID_USAGE.
+ * group return JACCL_ERR_INVALID_USAGE.  A group may span communicators,
+ * also ones sharing links (split from one another): where two of them send
+ * to the same peer, the messages go in the order their communicators first
+ * appear in the group, so both ranks must record them in that order.
  * jaccl_group_end errors: the first failing call's, with its detail in
  * jaccl_last_error of its communicator; JACCL_ERR_INVALID_USAGE without a start.
  */
@@ -257,10 +260,14 @@ JACCL_API jaccl_result_t jaccl_group_end(void);
 /*
  * Non-blocking calls.  Each starts the operation and sets *request; the
  * operation runs on the communicator's progress thread (started by the first
- * such call), so the caller can compute meanwhile.  Operations on a
- * communicator complete in the order they were issued, blocking calls
- * included.  Sends and receives start when the caller next waits, tests or
- * issues a collective, all together, so isend/irecv pairs cannot deadlock.
+ * such call), so the caller can compute meanwhile.  Collectives on a
+ * communicator run in the order they were issued, blocking calls included,
+ * each after the sends and receives issued before it.  Sends and receives
+ * start when the caller next waits, tests or issues a collective, then
+ * progress independently: each completes when its peer's matching call does
+ * (messages between two ranks match in issue order, per direction), so
+ * isend/irecv pairs cannot deadlock, whatever order they are issued, tested
+ * or waited for in.
  * Buffers must stay untouched until the request completes.  Wait for every
  * request before jaccl_comm_destroy.  Errors at issue: as the blocking form
  * (argument errors are reported when the request completes).

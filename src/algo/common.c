@@ -1,6 +1,7 @@
 /* The transfer engine every algorithm runs its steps on. */
 #include "algo/algo.h"
 
+#include "util/copy.h"
 #include "util/time.h"
 
 #include <stdint.h>
@@ -16,6 +17,14 @@ struct red_part {
     int stream, xi;
     size_t head, post, end; /* offsets in the stream's buffer */
 };
+
+void jaccl_algo_ag_copy(char *dst, const char *src, size_t len, size_t bytes)
+{
+    if (bytes >= JACCL_AG_STREAM_MIN)
+        jaccl_copy_stream(dst, src, len);
+    else
+        memcpy(dst, src, len);
+}
 
 void jaccl_algo_part(size_t len, int n, int i, size_t align, size_t *off, size_t *plen)
 {
@@ -79,41 +88,49 @@ struct run_hdrs {
     char *seen;            /* [2 * size]: JACCL_HDR_COLL: (rank, dir) has its slot */
 };
 
-static void put_le(char *p, uint64_t v, int n)
+/* A little-endian 64-bit word at p (headers: the same bytes on every host). */
+static inline void put_le(char *p, uint64_t v)
 {
-    for (int i = 0; i < n; i++) p[i] = (char)(v >> (8 * i));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, sizeof(v));
 }
 
-static uint64_t get_le(const char *p, int n)
+static inline uint64_t get_le(const char *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++) v |= (uint64_t)(unsigned char)p[i] << (8 * i);
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
     return v;
 }
 
-static void hdr_encode(const struct jaccl_hdr *h, char *w)
+/*
+ * Wire layout: bytes 0-1 magic, 2 kind, 3 dtype, 4 op, 5-7 zero, 8-11 root,
+ * 12-15 seq, 16-23 count, 24-31 aux; written and read as four words.
+ */
+static inline void hdr_encode(const struct jaccl_hdr *h, char *w)
 {
-    put_le(w, HDR_MAGIC, 2);
-    put_le(w + 2, (uint64_t)h->kind, 1);
-    put_le(w + 3, (uint64_t)h->dtype, 1);
-    put_le(w + 4, (uint64_t)h->op, 1);
-    put_le(w + 5, 0, 3);
-    put_le(w + 8, (uint32_t)h->root, 4);
-    put_le(w + 12, h->seq, 4);
-    put_le(w + 16, h->count, 8);
-    put_le(w + 24, h->aux, 8);
+    put_le(w, HDR_MAGIC | (uint64_t)(h->kind & 0xff) << 16 | (uint64_t)(h->dtype & 0xff) << 24 |
+                  (uint64_t)(h->op & 0xff) << 32);
+    put_le(w + 8, (uint32_t)h->root | (uint64_t)h->seq << 32);
+    put_le(w + 16, h->count);
+    put_le(w + 24, h->aux);
 }
 
-static int hdr_decode(const char *w, struct jaccl_hdr *h)
+static inline int hdr_decode(const char *w, struct jaccl_hdr *h)
 {
-    *h = (struct jaccl_hdr){.kind = (int)get_le(w + 2, 1),
-                            .dtype = (int)get_le(w + 3, 1),
-                            .op = (int)get_le(w + 4, 1),
-                            .root = (int)(int32_t)(uint32_t)get_le(w + 8, 4),
-                            .seq = (uint32_t)get_le(w + 12, 4),
-                            .count = get_le(w + 16, 8),
-                            .aux = get_le(w + 24, 8)};
-    return get_le(w, 2) == HDR_MAGIC && h->kind < JACCL_HDR_KINDS;
+    uint64_t w0 = get_le(w), w1 = get_le(w + 8);
+    *h = (struct jaccl_hdr){.kind = (int)(w0 >> 16 & 0xff),
+                            .dtype = (int)(w0 >> 24 & 0xff),
+                            .op = (int)(w0 >> 32 & 0xff),
+                            .root = (int)(int32_t)(uint32_t)w1,
+                            .seq = (uint32_t)(w1 >> 32),
+                            .count = get_le(w + 16),
+                            .aux = get_le(w + 24)};
+    return (w0 & 0xffff) == HDR_MAGIC && h->kind < JACCL_HDR_KINDS;
 }
 
 static int hdr_same(const struct jaccl_hdr *a, const struct jaccl_hdr *b)
@@ -164,7 +181,7 @@ static int hdr_reserve(struct jaccl_algo_ctx *c, int nslots, size_t stage, struc
     H->sseq = (uint32_t *)(void *)c->hdr_buf;
     H->rseq = H->sseq + n;
     H->seen = (char *)(H->rseq + n);
-    memset(H->seen, 0, 2 * n);
+    if (H->mode == JACCL_HDR_COLL) memset(H->seen, 0, 2 * n); /* only collectives read it */
     size_t at = (fixed + 15) & ~(size_t)15;
     H->slot = (struct hslot *)(void *)(c->hdr_buf + at);
     H->stage = c->hdr_buf + at + sl;
@@ -175,9 +192,9 @@ static int hdr_reserve(struct jaccl_algo_ctx *c, int nslots, size_t stage, struc
 /* Whether stream i's first part travels with its header, and how long that part is. */
 static size_t hdr_first_part(const struct jaccl_stream *s, int nl, int reduce)
 {
-    size_t off, len;
+    size_t off, len = s->len;
     if (reduce) return SIZE_MAX;
-    jaccl_algo_part(s->len, nl, 0, 64, &off, &len);
+    if (nl > 1) jaccl_algo_part(s->len, nl, 0, 64, &off, &len); /* one link: all of it */
     return len <= COALESCE_MAX ? len : SIZE_MAX;
 }
 
@@ -193,27 +210,30 @@ static int hdr_wanted(struct run_hdrs *H, const struct jaccl_stream *s)
 }
 
 /* Add at xi the transfer of stream s's header, with its first plen bytes unless SIZE_MAX. */
-static void hdr_add(struct jaccl_algo_ctx *c, struct run_hdrs *H, const struct jaccl_stream *s,
-                    size_t plen, int xi)
+static inline void hdr_add(struct jaccl_algo_ctx *c, struct run_hdrs *H,
+                           const struct jaccl_stream *s, size_t plen, int xi)
 {
+    /* Field by field: this runs for every small call, a compound literal would zero want too. */
     struct hslot *h = &H->slot[H->n++];
-    *h = (struct hslot){.rank = s->peer,
-                        .peer = jaccl_algo_peer(c, s->peer),
-                        .dir = s->dir,
-                        .xi = xi,
-                        .wire = H->stage,
-                        .plen = plen == SIZE_MAX ? 0 : plen};
+    h->rank = s->peer;
+    h->peer = jaccl_algo_peer(c, s->peer);
+    h->dir = s->dir;
+    h->xi = xi;
+    h->wire = H->stage;
+    h->plen = plen == SIZE_MAX ? 0 : plen;
+    h->checked = 0;
     H->stage += HDR_LEN + h->plen;
-    struct jaccl_hdr mine = c->hdr;
+    struct jaccl_hdr msg, *mine = &c->hdr;
     if (H->mode == JACCL_HDR_P2P) { /* a message's header: its size and number between us */
         uint32_t *seq = s->dir == JACCL_XFER_SEND ? H->sseq : H->rseq;
-        mine = (struct jaccl_hdr){.kind = JACCL_HDR_SEND, .count = s->len, .seq = seq[s->peer]++};
+        msg = (struct jaccl_hdr){.kind = JACCL_HDR_SEND, .count = s->len, .seq = seq[s->peer]++};
+        mine = &msg;
     }
     if (s->dir == JACCL_XFER_SEND) {
-        hdr_encode(&mine, h->wire);
+        hdr_encode(mine, h->wire);
         if (h->plen) memcpy(h->wire + HDR_LEN, s->buf, h->plen);
     } else {
-        h->want = mine;
+        h->want = *mine;
         h->dst = s->buf;
         H->unchecked++;
     }
@@ -221,8 +241,8 @@ static void hdr_add(struct jaccl_algo_ctx *c, struct run_hdrs *H, const struct j
 }
 
 /* Slots and staging a run may need: one header per stream, or two per peer. */
-static int hdr_prepare(struct jaccl_algo_ctx *c, const struct jaccl_stream *st, int ns,
-                       struct run_hdrs *H)
+static inline int hdr_prepare(struct jaccl_algo_ctx *c, const struct jaccl_stream *st, int ns,
+                              struct run_hdrs *H)
 {
     int n = H->mode == JACCL_HDR_P2P ? ns : ns + 2 * c->size;
     size_t stage = (size_t)n * HDR_LEN;
@@ -233,7 +253,8 @@ static int hdr_prepare(struct jaccl_algo_ctx *c, const struct jaccl_stream *st, 
 /* JACCL_HDR_COLL: a header each way with every rank the run's streams did not reach. */
 static int hdr_add_rest(struct jaccl_algo_ctx *c, struct run_hdrs *H, int nx)
 {
-    if (H->mode != JACCL_HDR_COLL) return nx;
+    /* In collective mode each slot serves one (rank, direction): all served, nothing to add. */
+    if (H->mode != JACCL_HDR_COLL || H->n == 2 * (c->size - 1)) return nx;
     for (int r = 0; r < c->size; r++)
         for (int d = 0; d < 2 && r != c->rank; d++) {
             if (H->seen[2 * r + d]) continue;
@@ -289,6 +310,19 @@ static jaccl_result_t hdr_mismatch(struct jaccl_algo_ctx *c, const struct hslot 
               "count, dtype, op and root, in the same order");
 }
 
+/* The header of h arrived and is not the one expected (kept out of line: hdr_check runs often). */
+__attribute__((cold, noinline)) static jaccl_result_t hdr_refuse(struct jaccl_algo_ctx *c,
+                                                                 const struct hslot *h, int nx)
+{
+    struct jaccl_hdr got;
+    if (!hdr_decode(h->wire, &got))
+        return jaccl_err_set(c->err, JACCL_ERR_INVALID_USAGE,
+                             "rank %d sent bytes that are not a jaccl header where this "
+                             "rank's %s begins: the two ranks' calls are out of step",
+                             h->rank, c->err->call ? c->err->call : "call");
+    return hdr_mismatch(c, h, &got, nx);
+}
+
 /* Check every header that has arrived, before any payload behind it is trusted. */
 static jaccl_result_t hdr_check(struct jaccl_algo_ctx *c, struct run_hdrs *H, int nx)
 {
@@ -298,12 +332,7 @@ static jaccl_result_t hdr_check(struct jaccl_algo_ctx *c, struct run_hdrs *H, in
         struct jaccl_hdr got;
         h->checked = 1;
         H->unchecked--;
-        if (!hdr_decode(h->wire, &got))
-            return jaccl_err_set(c->err, JACCL_ERR_INVALID_USAGE,
-                                 "rank %d sent bytes that are not a jaccl header where this "
-                                 "rank's %s begins: the two ranks' calls are out of step",
-                                 h->rank, c->err->call ? c->err->call : "call");
-        if (!hdr_same(&got, &h->want)) return hdr_mismatch(c, h, &got, nx);
+        if (!hdr_decode(h->wire, &got) || !hdr_same(&got, &h->want)) return hdr_refuse(c, h, nx);
     }
     return JACCL_SUCCESS;
 }
@@ -406,108 +435,322 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
                              ns, RUN_MAX_RED);
     for (;;) {
         int busy = nred ? run_reduce_ready(c, st, red, nred, fn, esize) : 0;
-        jaccl_result_t rc = H.unchecked ? hdr_check(c, &H, nx) : JACCL_SUCCESS;
-        if (rc != JACCL_SUCCESS) return rc;
         if (!busy && !run_pending(c, nx)) break;
         /* Return after each step while headers are due, to check them as they arrive. */
         int any = nred > 0 || H.unchecked > 0;
-        rc = c->tp->ops->progress(c->tp, c->xfers, nx, any, c->deadline_ns);
+        jaccl_result_t rc = c->tp->ops->progress(c->tp, c->xfers, nx, any, c->deadline_ns);
+        /* Before any reduce; and on a failure too, as a peer that refused our
+         * header closes its links right after its own header reaches us. */
+        if (H.unchecked) {
+            jaccl_result_t hc = hdr_check(c, &H, nx);
+            rc = hc != JACCL_SUCCESS ? hc : rc;
+        }
         if (rc != JACCL_SUCCESS) return rc;
     }
     hdr_deliver(&H);
     return JACCL_SUCCESS;
 }
 
-/* Bytes moved so far by x[0..n): a pass that changes nothing may pause. */
-static size_t run_moved(const struct jaccl_xfer *x, int n)
+/* ---- batches: point-to-point runs that grow while they progress ---- */
+
+/* One run added to a batch: its streams' transfers sit in its lane at [base, base + nx). */
+struct batch_part {
+    struct jaccl_algo_ctx *c;
+    struct run_hdrs H;
+    char *hmem;           /* H's slots and staging: stable while the lane's array grows */
+    struct jaccl_err err; /* this part's own error: "rank R: CALL: ..." */
+    const volatile int *aborted;
+    int64_t deadline_ns;
+    int base, nx, lane;
+    void *tag;
+    jaccl_result_t rc;
+    struct batch_part *next; /* in the lane while it runs, then in the finished list */
+    int ns;
+    struct jaccl_stream st[]; /* for messages */
+};
+
+/* Everything on one transport: a single array, so each link carries its transfers in order. */
+struct batch_lane {
+    struct jaccl_tp *tp;
+    struct jaccl_xfer *x;
+    int n, cap;
+    struct batch_part *head, *tail;
+    jaccl_result_t dead; /* a failure left its links out of step: later parts fail at once */
+    char dead_msg[JACCL_ERR_LEN];
+};
+
+struct jaccl_batch {
+    struct batch_lane *lanes;
+    int nlanes, running;
+    struct batch_part *done, *done_tail;
+};
+
+jaccl_result_t jaccl_batch_new(struct jaccl_batch **out)
 {
-    size_t m = 0;
-    for (int i = 0; i < n; i++) m += x[i].done;
-    return m;
+    struct jaccl_batch *b = calloc(1, sizeof(*b));
+    if (!b) return JACCL_ERR_NOMEM;
+    *out = b;
+    return JACCL_SUCCESS;
 }
 
-/* One pass over every run: check headers, move what can move now. */
-static jaccl_result_t multi_pass(struct jaccl_algo_ctx **cs, struct run_hdrs *H, const int *nx,
-                                 int n, int *busy, int *failed)
+static void part_free(struct batch_part *p)
 {
-    *busy = 0;
-    for (int i = 0; i < n; i++) {
-        struct jaccl_algo_ctx *c = cs[i];
-        jaccl_result_t rc = H[i].unchecked ? hdr_check(c, &H[i], nx[i]) : JACCL_SUCCESS;
-        if (rc == JACCL_SUCCESS && run_pending(c, nx[i])) {
-            size_t before = run_moved(c->xfers, nx[i]);
-            c->tp->err = c->err;
-            rc = c->tp->ops->progress(c->tp, c->xfers, nx[i], 1, JACCL_TP_NOWAIT);
-            *busy |= 1 + (run_moved(c->xfers, nx[i]) != before);
+    free(p->hmem);
+    free(p);
+}
+
+void jaccl_batch_free(struct jaccl_batch *b)
+{
+    if (!b) return;
+    for (int i = 0; i < b->nlanes; i++) {
+        for (struct batch_part *p = b->lanes[i].head, *q; p; p = q) {
+            q = p->next;
+            part_free(p);
         }
-        if (rc != JACCL_SUCCESS) {
-            *failed = i;
-            return rc;
-        }
+        free(b->lanes[i].x);
+    }
+    for (struct batch_part *p = b->done, *q; p; p = q) {
+        q = p->next;
+        part_free(p);
+    }
+    free(b->lanes);
+    free(b);
+}
+
+int jaccl_batch_running(const struct jaccl_batch *b)
+{
+    return b->running;
+}
+
+/* The lane of tp, made on first use; -1 without memory. */
+static int batch_lane(struct jaccl_batch *b, struct jaccl_tp *tp)
+{
+    for (int i = 0; i < b->nlanes; i++)
+        if (b->lanes[i].tp == tp) return i;
+    struct batch_lane *l = realloc(b->lanes, (size_t)(b->nlanes + 1) * sizeof(*l));
+    if (!l) return -1;
+    b->lanes = l;
+    l[b->nlanes] = (struct batch_lane){.tp = tp};
+    return b->nlanes++;
+}
+
+/* Take p out of its lane (its transfers are complete or the lane failed) into the finished list. */
+static void part_finish(struct jaccl_batch *b, struct batch_part *p, jaccl_result_t rc)
+{
+    struct batch_lane *l = &b->lanes[p->lane];
+    struct batch_part **pp = &l->head, *prev = NULL;
+    while (*pp != p) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    *pp = p->next;
+    if (l->tail == p) l->tail = prev;
+    /* Later parts move down over its transfers: their order on every link is kept. */
+    memmove(l->x + p->base, l->x + p->base + p->nx,
+            (size_t)(l->n - p->base - p->nx) * sizeof(*l->x));
+    l->n -= p->nx;
+    for (struct batch_part *q = p->next; q; q = q->next) {
+        q->base -= p->nx;
+        for (int i = 0; i < q->H.n; i++) q->H.slot[i].xi -= p->nx;
+    }
+    p->rc = rc;
+    p->next = NULL;
+    if (b->done_tail)
+        b->done_tail->next = p;
+    else
+        b->done = p;
+    b->done_tail = p;
+    b->running--;
+}
+
+/* Lay out p's streams behind everything already in lane l. */
+static int part_setup(struct batch_lane *l, struct batch_part *p, struct jaccl_stream *st, int ns)
+{
+    struct jaccl_algo_ctx *c = p->c;
+    int nred;
+    p->H.mode = JACCL_HDR_P2P;
+    if (hdr_prepare(c, st, ns, &p->H) != 0) return -1;
+    /* The ctx's header buffer is reused by its next run: this part keeps its own. */
+    size_t sl = (size_t)ns * sizeof(struct hslot);
+    p->hmem = malloc(sl + (size_t)ns * (HDR_LEN + COALESCE_MAX));
+    if (!p->hmem) return -1;
+    p->H.slot = (struct hslot *)(void *)p->hmem;
+    p->H.stage = p->hmem + sl;
+    int nx = run_setup(c, st, ns, 0, NULL, &nred, &p->H);
+    if (nx < 0) return -1;
+    if (l->n + nx > l->cap) {
+        int cap = l->cap ? l->cap : 64;
+        while (cap < l->n + nx) cap *= 2;
+        struct jaccl_xfer *x = realloc(l->x, (size_t)cap * sizeof(*x));
+        if (!x) return -1;
+        l->x = x;
+        l->cap = cap;
+    }
+    memcpy(l->x + l->n, c->xfers, (size_t)nx * sizeof(*l->x));
+    for (int i = 0; i < p->H.n; i++) p->H.slot[i].xi += l->n;
+    p->base = l->n;
+    p->nx = nx;
+    l->n += nx;
+    return 0;
+}
+
+jaccl_result_t jaccl_batch_add(struct jaccl_batch *b, struct jaccl_algo_ctx *c,
+                               struct jaccl_stream *st, int ns, const volatile int *aborted,
+                               void *tag)
+{
+    int li = batch_lane(b, c->tp);
+    struct batch_part *p = li < 0 ? NULL : calloc(1, sizeof(*p) + (size_t)ns * sizeof(*st));
+    if (!p) return jaccl_err_set(c->err, JACCL_ERR_NOMEM, "cannot add %d transfers to a batch", ns);
+    *p = (struct batch_part){.c = c,
+                             .err = {.rank = c->err->rank, .call = c->err->call},
+                             .aborted = aborted,
+                             .deadline_ns = c->deadline_ns,
+                             .lane = li,
+                             .tag = tag,
+                             .ns = ns};
+    memcpy(p->st, st, (size_t)ns * sizeof(*st));
+    struct batch_lane *l = &b->lanes[li];
+    if (!l->dead && part_setup(l, p, st, ns) != 0) {
+        part_free(p);
+        return jaccl_err_set(c->err, JACCL_ERR_NOMEM, "cannot lay out %d transfers", ns);
+    }
+    if (l->tail)
+        l->tail->next = p;
+    else
+        l->head = p;
+    l->tail = p;
+    b->running++;
+    if (l->dead) {
+        jaccl_err_set(&p->err, l->dead,
+                      "not started: an earlier transfer on the same links "
+                      "failed (%s)",
+                      l->dead_msg);
+        part_finish(b, p, l->dead);
     }
     return JACCL_SUCCESS;
 }
 
-/* Why a multi-run stopped early, on the run that was still waiting. */
-static jaccl_result_t multi_stop(struct jaccl_algo_ctx *c, const volatile int *abort_flag)
+/* The stream of p behind its first unfinished transfer (for messages). */
+static const struct jaccl_stream *part_waiting(const struct batch_lane *l,
+                                               const struct batch_part *p)
 {
-    if (jaccl_tp_aborted(abort_flag))
-        return jaccl_err_set(c->err, JACCL_ERR_ABORTED,
-                             "the communicator was aborted (jaccl_comm_abort) during a group; "
-                             "destroy it");
-    return jaccl_err_set(c->err, JACCL_ERR_TIMEOUT,
-                         "a group's sends and receives did not finish before JACCL_TIMEOUT: "
-                         "a peer did not make the matching jaccl_send/jaccl_recv calls");
+    for (int i = p->base; i < p->base + p->nx; i++) {
+        const struct jaccl_xfer *x = &l->x[i];
+        if (x->done == x->len) continue;
+        for (int s = 0; s < p->ns; s++)
+            if (p->st[s].dir == x->dir && jaccl_algo_peer(p->c, p->st[s].peer) == x->peer)
+                return &p->st[s];
+    }
+    return &p->st[0];
 }
 
-jaccl_result_t jaccl_algo_run_multi(struct jaccl_algo_ctx **cs, struct jaccl_stream **st,
-                                    const int *ns, int n, const volatile int *const *aborted,
-                                    int *failed)
+static jaccl_result_t part_aborted(const struct batch_lane *l, struct batch_part *p)
 {
-    struct run_hdrs *H = calloc((size_t)n, sizeof(*H));
-    int *nx = calloc((size_t)n, sizeof(*nx)), nred, busy = 1, idle = 0;
-    jaccl_result_t rc = H && nx ? JACCL_SUCCESS : JACCL_ERR_NOMEM;
-    *failed = 0;
-    for (int i = 0; rc == JACCL_SUCCESS && i < n; i++) {
-        H[i].mode = cs[i]->hdr_mode;
-        cs[i]->hdr_mode = JACCL_HDR_OFF;
-        nx[i] = hdr_prepare(cs[i], st[i], ns[i], &H[i]) == 0
-                    ? run_setup(cs[i], st[i], ns[i], 0, NULL, &nred, &H[i])
-                    : -1;
-        if (nx[i] < 0) {
-            *failed = i;
-            rc = jaccl_err_set(cs[i]->err, JACCL_ERR_NOMEM, "cannot lay out %d transfers", ns[i]);
+    const struct jaccl_stream *s = part_waiting(l, p);
+    return jaccl_err_set(&p->err, JACCL_ERR_ABORTED,
+                         "the communicator was aborted (jaccl_comm_abort) while a %s of %zu "
+                         "bytes with rank %d was in progress; destroy it",
+                         s->dir == JACCL_XFER_SEND ? "send" : "recv", s->len, s->peer);
+}
+
+/* Whether p ran out of time or was aborted; sets its error. */
+static jaccl_result_t part_expired(const struct batch_lane *l, struct batch_part *p, int64_t now)
+{
+    if (jaccl_tp_aborted(p->aborted)) return part_aborted(l, p);
+    if (now <= p->deadline_ns) return JACCL_SUCCESS;
+    const struct jaccl_stream *s = part_waiting(l, p);
+    const char *dir = s->dir == JACCL_XFER_SEND ? "send" : "recv";
+    return jaccl_err_set(&p->err, JACCL_ERR_TIMEOUT,
+                         "a %s of %zu bytes %s rank %d did not finish before JACCL_TIMEOUT: rank "
+                         "%d did not make the matching jaccl_%s/jaccl_i%s call, or is stalled",
+                         dir, s->len, s->dir == JACCL_XFER_SEND ? "to" : "from", s->peer, s->peer,
+                         s->dir == JACCL_XFER_SEND ? "recv" : "send",
+                         s->dir == JACCL_XFER_SEND ? "recv" : "send");
+}
+
+/* p failed (its err says why): every other part of the lane gives up too. */
+static void lane_fail(struct jaccl_batch *b, struct batch_part *p, jaccl_result_t rc)
+{
+    struct batch_lane *l = &b->lanes[p->lane];
+    l->dead = rc;
+    snprintf(l->dead_msg, sizeof(l->dead_msg), "%s", p->err.msg);
+    part_finish(b, p, rc);
+    while (l->head) {
+        struct batch_part *q = l->head;
+        if (rc == JACCL_ERR_ABORTED)
+            part_aborted(l, q);
+        else
+            jaccl_err_set(&q->err, rc, "gave up: a transfer on the same links failed first (%s)",
+                          l->dead_msg);
+        part_finish(b, q, rc);
+    }
+}
+
+/* Check p's headers that arrived; finish p when all its transfers are complete. */
+static jaccl_result_t part_poll(struct jaccl_batch *b, struct batch_lane *l, struct batch_part *p,
+                                int *fin)
+{
+    if (p->H.unchecked) {
+        struct jaccl_algo_ctx v = *p->c; /* headers are checked against the lane's array */
+        v.xfers = l->x;
+        v.xfers_cap = l->cap;
+        v.err = &p->err;
+        jaccl_result_t rc = hdr_check(&v, &p->H, l->n);
+        if (rc != JACCL_SUCCESS || p->H.unchecked) return rc;
+    }
+    for (int i = p->base; i < p->base + p->nx; i++)
+        if (l->x[i].done < l->x[i].len) return JACCL_SUCCESS;
+    hdr_deliver(&p->H);
+    part_finish(b, p, JACCL_SUCCESS);
+    *fin = 1;
+    return JACCL_SUCCESS;
+}
+
+/* One pass of lane l; returns whether anything moved. */
+static int lane_step(struct jaccl_batch *b, struct batch_lane *l, int64_t now)
+{
+    if (!l->head) return 0;
+    size_t before = 0, after = 0;
+    for (int i = 0; i < l->n; i++) before += l->x[i].done;
+    l->tp->err = &l->head->err; /* a transport error is the oldest running part's */
+    jaccl_result_t rc = l->tp->ops->progress(l->tp, l->x, l->n, 1, JACCL_TP_NOWAIT);
+    for (int i = 0; i < l->n; i++) after += l->x[i].done;
+    if (rc != JACCL_SUCCESS) {
+        lane_fail(b, l->head, rc);
+        return 1;
+    }
+    for (struct batch_part *p = l->head, *q; p; p = q) {
+        int fin = 0;
+        q = p->next;
+        rc = part_poll(b, l, p, &fin);
+        if (rc == JACCL_SUCCESS && !fin) rc = part_expired(l, p, now);
+        if (rc != JACCL_SUCCESS) {
+            lane_fail(b, p, rc);
+            return 1;
         }
     }
-    if (rc == JACCL_ERR_NOMEM && (!H || !nx))
-        rc = jaccl_err_set(cs[0]->err, JACCL_ERR_NOMEM, "cannot lay out a group");
-    while (rc == JACCL_SUCCESS && (rc = multi_pass(cs, H, nx, n, &busy, failed)) == JACCL_SUCCESS &&
-           busy) {
-        if (busy > 1) { /* something moved */
-            idle = 0;
-            continue;
-        }
-        int w = 0; /* the first run still waiting: its deadline and its error */
-        while (!run_pending(cs[w], nx[w])) w++;
-        for (int i = 0; i < n && rc == JACCL_SUCCESS; i++)
-            if (jaccl_tp_aborted(aborted[i])) {
-                *failed = i;
-                rc = multi_stop(cs[i], aborted[i]);
-            }
-        if (rc == JACCL_SUCCESS && jaccl_now_ns() > cs[w]->deadline_ns) {
-            *failed = w;
-            rc = multi_stop(cs[w], NULL);
-        }
-        if (rc != JACCL_SUCCESS) break;
-        /* Nothing moved: pause briefly, longer while it stays so (not past 1 ms). */
-        struct timespec nap = {0, idle < 10 ? 20000 : 1000000};
-        idle++;
-        nanosleep(&nap, NULL);
-    }
-    for (int i = 0; rc == JACCL_SUCCESS && i < n; i++) hdr_deliver(&H[i]);
-    free(H);
-    free(nx);
-    return rc;
+    return after != before;
+}
+
+int jaccl_batch_step(struct jaccl_batch *b)
+{
+    int64_t now = jaccl_now_ns();
+    int moved = 0;
+    for (int i = 0; i < b->nlanes; i++) moved |= lane_step(b, &b->lanes[i], now);
+    return moved;
+}
+
+int jaccl_batch_take(struct jaccl_batch *b, void **tag, jaccl_result_t *rc, char *msg, size_t len)
+{
+    struct batch_part *p = b->done;
+    if (!p) return 0;
+    b->done = p->next;
+    if (!b->done) b->done_tail = NULL;
+    *tag = p->tag;
+    *rc = p->rc;
+    if (p->rc != JACCL_SUCCESS) snprintf(msg, len, "%s", p->err.msg);
+    part_free(p);
+    return 1;
 }
 
 jaccl_result_t jaccl_algo_work(struct jaccl_algo_ctx *c, size_t len, char **out)

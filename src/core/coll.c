@@ -3,6 +3,7 @@
 #include "util/log.h"
 #include "util/time.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,7 +25,7 @@ jaccl_result_t jaccl_call_begin(struct jaccl_comm *c, const char *call)
                              "the communicator failed earlier and cannot be "
                              "used; destroy it (first error: %s)",
                              c->failed_msg);
-    c->actx.deadline_ns = jaccl_now_ns() + (int64_t)(c->env.timeout_s * 1e9);
+    c->actx.deadline_ns = jaccl_deadline_ns((int64_t)(c->env.timeout_s * 1e9));
     return JACCL_SUCCESS;
 }
 
@@ -60,7 +61,8 @@ static jaccl_result_t check_buffers(struct jaccl_comm *c, const void *s, const v
                              "dtype %d is not a "
                              "jaccl_dtype_t",
                              (int)dtype);
-    if (count > SIZE_MAX / es / (size_t)c->size)
+    size_t all; /* count elements from every rank must be addressable (a multiply, not a divide) */
+    if (__builtin_mul_overflow(count, es * (size_t)c->size, &all))
         return jaccl_err_set(&c->err, JACCL_ERR_INVALID_ARGUMENT, "count %zu is too large", count);
     if (count > 0 && (!s || !r))
         return jaccl_err_set(&c->err, JACCL_ERR_INVALID_ARGUMENT, "%s is NULL with count %zu",
@@ -69,13 +71,37 @@ static jaccl_result_t check_buffers(struct jaccl_comm *c, const void *s, const v
     return JACCL_SUCCESS;
 }
 
+/*
+ * The ops each dtype has, bit op of entry dtype (bit 31: entry filled in):
+ * fixed by the kernels, so looked up once rather than on every reduction.
+ */
+static _Atomic uint32_t dtype_ops[JACCL_DTYPE_COUNT];
+
+/* Entry dtype of dtype_ops, filled in on first use (out of line: once per dtype). */
+__attribute__((cold, noinline)) static uint32_t dtype_ops_fill(jaccl_dtype_t dtype)
+{
+    uint32_t m = 1u << 31;
+    for (int o = 0; o < JACCL_OP_COUNT; o++)
+        if (jaccl_reduce_get(dtype, (jaccl_op_t)o)) m |= 1u << o;
+    atomic_store_explicit(&dtype_ops[dtype], m, memory_order_relaxed);
+    return m;
+}
+
+static int op_defined(jaccl_dtype_t dtype, jaccl_op_t op)
+{
+    uint32_t m = atomic_load_explicit(&dtype_ops[dtype], memory_order_relaxed);
+    if (!m) m = dtype_ops_fill(dtype);
+    return (int)(m >> op & 1);
+}
+
+/* After check_buffers: dtype is valid. */
 static jaccl_result_t check_op(struct jaccl_comm *c, jaccl_dtype_t dtype, jaccl_op_t op)
 {
     static const char *const names[] = {"sum", "prod", "min", "max", "avg"};
     if ((unsigned)op >= JACCL_OP_COUNT)
         return jaccl_err_set(&c->err, JACCL_ERR_INVALID_ARGUMENT, "op %d is not a jaccl_op_t",
                              (int)op);
-    if (!jaccl_reduce_get(dtype, op))
+    if (!op_defined(dtype, op))
         return jaccl_err_set(&c->err, JACCL_ERR_UNSUPPORTED, "op %s is not defined for dtype %d",
                              names[op], (int)dtype);
     return JACCL_SUCCESS;

@@ -6,6 +6,8 @@
 #include "core/bootstrap.h"
 #include "core/env.h"
 
+#define JACCL_SEL_MEMO 8 /* remembered sizes per collective (direct-mapped by power of two) */
+
 struct jaccl_comm {
     int rank, size;
     struct jaccl_err err;
@@ -21,6 +23,11 @@ struct jaccl_comm {
     int queued;      /* this communicator's requests not yet complete (under the worker's lock) */
     int *abort_flag; /* set by jaccl_comm_abort; shared with communicators split from this one */
     struct jaccl_algo_ctx actx;
+    /* The selector's recent choices (selector.c): repeated sizes skip the cost model. */
+    struct jaccl_sel_memo {
+        size_t bytes;
+        const struct jaccl_algo_ops *ops; /* NULL: empty */
+    } sel_memo[JACCL_COLL_COUNT][JACCL_SEL_MEMO];
 };
 
 /* Start a call: name it, refuse a failed communicator, set the deadline. */
@@ -68,9 +75,11 @@ void jaccl_worker_release(struct jaccl_comm *c);
 /* Grouped calls (group.c): inside a group, point-to-point calls are recorded. */
 int jaccl_group_active(void);
 jaccl_result_t jaccl_group_add(struct jaccl_comm *c, const struct jaccl_stream *st);
+/* End a group of one call without running it; 1 and its stream if it recorded one. */
+int jaccl_group_detach(struct jaccl_comm **c, struct jaccl_stream *st);
 
 /* The algorithm for coll on a message of bytes: forced by JACCL_ALGO, else cheapest. */
-const struct jaccl_algo_ops *jaccl_select(const struct jaccl_comm *comm, enum jaccl_coll coll,
+const struct jaccl_algo_ops *jaccl_select(struct jaccl_comm *comm, enum jaccl_coll coll,
                                           size_t bytes);
 /* Log the selector's choices for a range of sizes (at info level). */
 void jaccl_select_log_table(const struct jaccl_comm *comm);

@@ -1,14 +1,17 @@
 /*
  * Grouped point-to-point calls: recorded per thread, then run together, so
  * every send and receive progresses at once.  One communicator's run as one
- * step of the transfer engine; several communicators' are polled side by side
- * (crossing orders across them cannot deadlock), unless two of them would
- * share a link direction: then they run one after the other.
+ * step of the transfer engine; several communicators' as one batch of the
+ * engine (crossing orders across them cannot deadlock), even when they share
+ * links.
  */
 #include "core/comm.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct group_op {
     struct jaccl_comm *comm;
@@ -96,31 +99,68 @@ static int group_collect(struct group_state *g, struct jaccl_comm *c, int at)
     return n;
 }
 
-/*
- * Whether two of the communicators would put streams on the same link
- * direction (split communicators share links): their bytes would interleave,
- * so they run one after the other instead of at once.
- */
-static int group_conflicts(struct jaccl_comm **cs, struct jaccl_stream **st, const int *ns, int n)
+/* Back off while nothing moves: yield at first, then naps growing to 1 ms. */
+static void group_nap(int idle)
 {
-    for (int a = 0; a < n; a++)
-        for (int b = a + 1; b < n; b++) {
-            if (cs[a]->tp != cs[b]->tp) continue;
-            for (int i = 0; i < ns[a]; i++)
-                for (int j = 0; j < ns[b]; j++)
-                    if (st[a][i].dir == st[b][j].dir &&
-                        jaccl_algo_peer(&cs[a]->actx, st[a][i].peer) ==
-                            jaccl_algo_peer(&cs[b]->actx, st[b][j].peer))
-                        return 1;
-        }
-    return 0;
+    if (idle < 32) {
+        sched_yield();
+        return;
+    }
+    int shift = (idle - 32) / 16;
+    long ns = shift >= 6 ? 1000000 : 20000L << shift;
+    struct timespec t = {0, ns < 1000000 ? ns : 1000000};
+    nanosleep(&t, NULL);
 }
 
-/* Run the group's communicators, in the order first recorded, each as one step. */
+/* End the call of every communicator whose part finished. */
+static void group_finish(struct jaccl_batch *b, jaccl_result_t *first)
+{
+    void *tag;
+    jaccl_result_t rc;
+    char msg[JACCL_ERR_LEN];
+    while (jaccl_batch_take(b, &tag, &rc, msg, sizeof(msg))) {
+        struct jaccl_comm *c = tag;
+        if (rc != JACCL_SUCCESS) snprintf(c->err.msg, sizeof(c->err.msg), "%s", msg);
+        rc = jaccl_call_end(c, rc);
+        if (*first == JACCL_SUCCESS) *first = rc;
+    }
+}
+
+/*
+ * Several communicators' streams run as one batch: on links they share (a
+ * communicator and those split from it), each link carries the parts in the
+ * order their communicators were first recorded, so the peer must record
+ * them in that order too; elsewhere they move independently.
+ */
+static jaccl_result_t group_batch(struct jaccl_comm **cs, struct jaccl_stream **st, const int *ns,
+                                  int n, jaccl_result_t first)
+{
+    struct jaccl_batch *b = NULL;
+    if (jaccl_batch_new(&b) != JACCL_SUCCESS)
+        for (int i = 0; i < n; i++)
+            jaccl_call_end(cs[i],
+                           jaccl_err_set(&cs[i]->err, JACCL_ERR_NOMEM, "group: out of memory"));
+    if (!b) return JACCL_ERR_NOMEM;
+    for (int i = 0; i < n; i++) {
+        jaccl_result_t rc =
+            jaccl_batch_add(b, &cs[i]->actx, st[i], ns[i], cs[i]->abort_flag, cs[i]);
+        if (rc != JACCL_SUCCESS) rc = jaccl_call_end(cs[i], rc);
+        if (first == JACCL_SUCCESS) first = rc;
+    }
+    for (int idle = 0; jaccl_batch_running(b);) {
+        idle = jaccl_batch_step(b) ? 0 : idle + 1;
+        group_finish(b, &first);
+        if (idle) group_nap(idle);
+    }
+    jaccl_batch_free(b);
+    return first;
+}
+
+/* Run the group's communicators, in the order first recorded. */
 static jaccl_result_t group_run(struct jaccl_comm **cs, struct jaccl_stream **st, int *ns, int n)
 {
     jaccl_result_t first = JACCL_SUCCESS;
-    int ok = 0, failed = 0;
+    int ok = 0;
     for (int i = 0; i < n; i++) jaccl_worker_drain(cs[i]); /* queued calls come first */
     for (int i = 0; i < n; i++) {
         jaccl_result_t rc = jaccl_call_begin(cs[i], "jaccl_group_end");
@@ -128,34 +168,26 @@ static jaccl_result_t group_run(struct jaccl_comm **cs, struct jaccl_stream **st
             if (first == JACCL_SUCCESS) first = rc;
             continue;
         }
-        cs[i]->actx.hdr_mode = JACCL_HDR_P2P;
         cs[ok] = cs[i];
         st[ok] = st[i];
         ns[ok++] = ns[i];
     }
-    if (ok == 1 || (ok > 1 && group_conflicts(cs, st, ns, ok))) {
-        for (int i = 0; i < ok; i++) {
-            jaccl_result_t rc =
-                jaccl_call_end(cs[i], jaccl_algo_run(&cs[i]->actx, st[i], ns[i], NULL, 0));
-            if (first == JACCL_SUCCESS) first = rc;
-        }
-        return first;
-    }
-    if (ok == 0) return first;
-    struct jaccl_algo_ctx *ax[ok];
-    const volatile int *ab[ok];
-    for (int i = 0; i < ok; i++) {
-        ax[i] = &cs[i]->actx;
-        ab[i] = cs[i]->abort_flag;
-    }
-    jaccl_result_t rc = jaccl_algo_run_multi(ax, st, ns, ok, ab, &failed);
-    for (int i = 0; i < ok; i++) { /* a failure leaves every communicator's links out of step */
-        if (rc != JACCL_SUCCESS && i != failed)
-            jaccl_err_set(&cs[i]->err, rc, "a group's transfers failed: %s", cs[failed]->err.msg);
-        jaccl_result_t r = jaccl_call_end(cs[i], rc);
-        if (first == JACCL_SUCCESS) first = r;
-    }
-    return first;
+    if (ok != 1) return ok == 0 ? first : group_batch(cs, st, ns, ok, first);
+    /* One communicator: one step of the engine, which waits without polling. */
+    cs[0]->actx.hdr_mode = JACCL_HDR_P2P;
+    jaccl_result_t rc = jaccl_call_end(cs[0], jaccl_algo_run(&cs[0]->actx, st[0], ns[0], NULL, 0));
+    return first == JACCL_SUCCESS ? rc : first;
+}
+
+int jaccl_group_detach(struct jaccl_comm **c, struct jaccl_stream *st)
+{
+    struct group_state *g = group_state();
+    group_depth--;
+    if (!g || g->len == 0) return 0;
+    *c = g->ops[0].comm;
+    *st = g->ops[0].st;
+    g->len = 0;
+    return 1;
 }
 
 JACCL_API jaccl_result_t jaccl_group_end(void)

@@ -1,19 +1,25 @@
 /*
  * Non-blocking calls: one progress worker per set of links (a communicator
- * and those split from it share one, refcounted) runs queued operations in
- * issue order, so two threads never drive the same links.  While it has
- * work, blocking calls on any of those communicators queue too.  Sends and
- * receives wait in the queue until the caller flushes them (wait, test, or a
- * later collective), then run together as one group: crossing isend/irecv
- * pairs cannot deadlock.
+ * and those split from it share one, refcounted) runs queued operations, so
+ * two threads never drive the same links.  While it has work, blocking calls
+ * on any of those communicators queue too.  Collectives run one at a time in
+ * issue order.  Sends and receives wait in the queue until the caller
+ * flushes them (wait, test, or a later collective), then join the worker's
+ * batch, which keeps taking those flushed later while it runs: each moves as
+ * soon as its peer's matching call does, in issue order per peer and
+ * direction, so crossing isend/irecv pairs cannot deadlock, whatever order
+ * they are issued and waited for in.
  */
 #include "core/comm.h"
 #include "util/log.h"
+#include "util/time.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct jaccl_request {
     struct jaccl_comm *comm;
@@ -31,9 +37,14 @@ struct jaccl_worker {
     struct jaccl_request *head, *tail;
     int pending; /* submitted, not yet complete (every communicator's) */
     int stop, started;
-    int refs; /* communicators sharing the links (the last one stops the thread) */
-    int rank; /* for log lines of the thread */
+    int refs;                  /* communicators sharing the links (the last one stops the thread) */
+    int rank;                  /* for log lines of the thread */
+    struct jaccl_batch *batch; /* the sends and receives in progress (the thread's own) */
 };
+
+/* Idle passes of the worker that poll at once, and then that yield, before it naps. */
+#define WORKER_POLL 64
+#define WORKER_SPIN 256
 
 static _Thread_local int in_worker;
 
@@ -80,57 +91,119 @@ static jaccl_result_t call_run(struct jaccl_comm *c, const struct jaccl_call *k)
     return JACCL_ERR_INTERNAL;
 }
 
-static struct jaccl_request *first_after(struct jaccl_request *q, int n)
+/* With the lock held: q is complete (its waiter may free it at once). */
+static void worker_done(struct jaccl_worker *w, struct jaccl_request *q)
 {
-    while (n-- > 0) q = q->next;
+    q->comm->queued--;
+    w->pending--;
+    q->done = 1;
+    pthread_cond_broadcast(&w->done);
+}
+
+/* With the lock held: the head, if it can run now. */
+static struct jaccl_request *worker_ready(struct jaccl_worker *w)
+{
+    struct jaccl_request *q = w->head;
+    return q && (!is_p2p(q) || q->flushed) ? q : NULL;
+}
+
+/* With the lock held: take the head off the queue. */
+static struct jaccl_request *worker_pop(struct jaccl_worker *w)
+{
+    struct jaccl_request *q = w->head;
+    w->head = q->next;
+    if (!w->head) w->tail = NULL;
     return q;
 }
 
-/* Run the head request, or the run of flushed sends and receives at the head, as a group. */
-static void worker_run(struct jaccl_worker *w, struct jaccl_request *first, int n)
+/*
+ * Without the lock: check a send's or receive's arguments as the blocking
+ * call does (it records its stream instead of running it) and add the stream
+ * to the batch.  Returns 0 if it completed at once: refused, or nothing to move.
+ */
+static int worker_add(struct jaccl_worker *w, struct jaccl_request *q)
 {
-    struct jaccl_comm *c = first->comm;
-    jaccl_result_t rc;
-    struct jaccl_request *q = first;
-    if (!is_p2p(first)) {
-        rc = call_run(c, &first->call);
-        first->rc = rc;
-        snprintf(first->msg, sizeof(first->msg), "%s", c->err.msg);
-    } else {
-        /* A call refused at once (bad argument) keeps its own result. */
-        jaccl_group_start();
-        for (int i = 0; i < n; i++, q = q->next) {
-            q->rc = call_run(q->comm, &q->call);
-            if (q->rc != JACCL_SUCCESS) snprintf(q->msg, sizeof(q->msg), "%s", q->comm->err.msg);
-        }
-        rc = jaccl_group_end();
-        /* Several communicators may share the group: each request gets its own one's outcome. */
-        for (q = first; q != first_after(first, n); q = q->next)
-            if (q->rc == JACCL_SUCCESS && rc != JACCL_SUCCESS && q->comm->err.msg[0]) {
-                q->rc = q->comm->failed != JACCL_SUCCESS ? q->comm->failed : rc;
-                snprintf(q->msg, sizeof(q->msg), "%s", q->comm->err.msg);
-            }
-    }
-    pthread_mutex_lock(&w->mu);
-    for (int i = 0; i < n; i++, first = first->next) {
-        first->done = 1;
-        first->comm->queued--;
-        w->pending--;
-    }
-    pthread_cond_broadcast(&w->done);
-    pthread_mutex_unlock(&w->mu);
+    struct jaccl_comm *c = q->comm;
+    struct jaccl_stream st;
+    jaccl_group_start();
+    q->rc = call_run(c, &q->call);
+    int n = jaccl_group_detach(&c, &st);
+    if (q->rc == JACCL_SUCCESS && n == 1)
+        q->rc = jaccl_batch_add(w->batch, &c->actx, &st, 1, c->abort_flag, q);
+    if (q->rc == JACCL_SUCCESS) return n;
+    snprintf(q->msg, sizeof(q->msg), "%s", c->err.msg); /* a call refused keeps its own result */
+    return 0;
 }
 
-/* With the lock held: how many requests at the head can run now (0: none). */
-static int worker_ready(struct jaccl_worker *w)
+/* With the lock held: add the flushed sends and receives at the head to the batch. */
+static void worker_absorb(struct jaccl_worker *w)
 {
-    struct jaccl_request *q = w->head;
-    int n = 0;
-    if (!q) return 0;
-    if (!is_p2p(q)) return 1;
-    /* Possibly several communicators': a group runs all their streams at once. */
-    for (; q && is_p2p(q) && q->flushed; q = q->next) n++;
-    return n;
+    while (w->head && is_p2p(w->head) && w->head->flushed) {
+        struct jaccl_request *q = worker_pop(w);
+        pthread_mutex_unlock(&w->mu);
+        int running = worker_add(w, q);
+        pthread_mutex_lock(&w->mu);
+        if (!running) worker_done(w, q);
+    }
+}
+
+/* Without the lock: end the calls of the batch's finished requests and complete them. */
+static void worker_finish(struct jaccl_worker *w)
+{
+    void *tag;
+    jaccl_result_t rc;
+    char msg[JACCL_ERR_LEN];
+    while (jaccl_batch_take(w->batch, &tag, &rc, msg, sizeof(msg))) {
+        struct jaccl_request *q = tag;
+        struct jaccl_comm *c = q->comm;
+        if (rc != JACCL_SUCCESS) {
+            snprintf(q->msg, sizeof(q->msg), "%s", msg);
+            snprintf(c->err.msg, sizeof(c->err.msg), "%s", msg);
+        }
+        q->rc = jaccl_call_end(c, rc); /* a failure leaves the links out of step */
+        pthread_mutex_lock(&w->mu);
+        worker_done(w, q);
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+/*
+ * With the lock held: nothing moved.  Poll again at once (a reply from a
+ * rank on this host takes microseconds), then yield, then sleep in naps
+ * growing to 1 ms; a flush (new work) wakes us at once.
+ */
+static void worker_nap(struct jaccl_worker *w, int idle)
+{
+    if (idle < WORKER_POLL || (worker_ready(w) && is_p2p(w->head))) return;
+    if (idle < WORKER_SPIN) {
+        pthread_mutex_unlock(&w->mu);
+        sched_yield();
+        pthread_mutex_lock(&w->mu);
+        return;
+    }
+    int shift = (idle - WORKER_SPIN) / 16;
+    int64_t ns = shift >= 6 ? 1000000 : (int64_t)20000 << shift;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    ns += t.tv_nsec;
+    t.tv_sec += (time_t)(ns / 1000000000);
+    t.tv_nsec = (long)(ns % 1000000000);
+    pthread_cond_timedwait(&w->work, &w->mu, &t);
+}
+
+/* With the lock held: run the batch until empty, adding sends and receives flushed meanwhile. */
+static void worker_p2p(struct jaccl_worker *w)
+{
+    for (int idle = 0;;) {
+        worker_absorb(w);
+        pthread_mutex_unlock(&w->mu);
+        int moved = jaccl_batch_running(w->batch) && jaccl_batch_step(w->batch);
+        worker_finish(w);
+        pthread_mutex_lock(&w->mu);
+        if (!jaccl_batch_running(w->batch)) return;
+        idle = moved ? 0 : idle + 1;
+        if (idle) worker_nap(w, idle);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -140,15 +213,20 @@ static void *worker_main(void *arg)
     jaccl_log_set_rank(w->rank);
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        int n;
-        while (!(n = worker_ready(w)) && !w->stop) pthread_cond_wait(&w->work, &w->mu);
-        if (n == 0) break;
-        struct jaccl_request *first = w->head;
-        for (int i = 0; i < n; i++) w->head = w->head->next;
-        if (!w->head) w->tail = NULL;
+        struct jaccl_request *q;
+        while (!(q = worker_ready(w)) && !w->stop) pthread_cond_wait(&w->work, &w->mu);
+        if (!q) break;
+        if (is_p2p(q)) {
+            worker_p2p(w);
+            continue;
+        }
+        /* A collective waits for the sends and receives before it: they share its links. */
+        worker_pop(w);
         pthread_mutex_unlock(&w->mu);
-        worker_run(w, first, n);
+        q->rc = call_run(q->comm, &q->call);
+        snprintf(q->msg, sizeof(q->msg), "%s", q->comm->err.msg);
         pthread_mutex_lock(&w->mu);
+        worker_done(w, q);
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -157,9 +235,16 @@ static void *worker_main(void *arg)
 jaccl_result_t jaccl_worker_new(struct jaccl_comm *c)
 {
     struct jaccl_worker *w = calloc(1, sizeof(*w));
-    if (!w) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "cannot allocate a progress worker");
+    if (!w || jaccl_batch_new(&w->batch) != JACCL_SUCCESS) {
+        free(w);
+        return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "cannot allocate a progress worker");
+    }
+    pthread_condattr_t ca; /* its naps are timed on the monotonic clock */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->work, NULL);
+    pthread_cond_init(&w->work, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&w->done, NULL);
     w->refs = 1;
     c->worker = w;
@@ -264,6 +349,7 @@ void jaccl_worker_release(struct jaccl_comm *c)
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->work);
     pthread_cond_destroy(&w->done);
+    jaccl_batch_free(w->batch);
     free(w);
 }
 

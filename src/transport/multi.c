@@ -345,15 +345,11 @@ static void multi_failed(struct jaccl_tp *tp)
         if (t->sub[s].tp && t->sub[s].ops->failed) t->sub[s].ops->failed(t->sub[s].tp);
 }
 
-static jaccl_result_t multi_run(struct jaccl_tp *tp, struct jaccl_xfer *x, int n, int any,
-                                int64_t deadline_ns)
+/* Peers served by different transports (out of line: the one-transport case is the hot one). */
+__attribute__((noinline)) static jaccl_result_t multi_run(struct jaccl_tp *tp, struct jaccl_xfer *x,
+                                                          int n, int any, int64_t deadline_ns)
 {
     struct multi_tp *t = (struct multi_tp *)tp;
-    if (t->only >= 0) { /* one transport reaches every peer: no sorting, no copies */
-        struct jaccl_tp *sub = t->sub[t->only].tp;
-        sub->err = tp->err; /* split communicators swap it */
-        return sub->ops->progress(sub, x, n, any, deadline_ns);
-    }
     for (int s = 0; s < t->nsub; s++)
         if (t->sub[s].tp) t->sub[s].tp->err = tp->err;
     int s = multi_single(t, x, n);
@@ -366,7 +362,15 @@ static jaccl_result_t multi_run(struct jaccl_tp *tp, struct jaccl_xfer *x, int n
 static jaccl_result_t multi_progress(struct jaccl_tp *tp, struct jaccl_xfer *x, int n, int any,
                                      int64_t deadline_ns)
 {
-    jaccl_result_t rc = multi_run(tp, x, n, any, deadline_ns);
+    struct multi_tp *t = (struct multi_tp *)tp;
+    jaccl_result_t rc;
+    if (t->only >= 0) { /* one transport reaches every peer: no sorting, no copies */
+        struct jaccl_tp *sub = t->sub[t->only].tp;
+        sub->err = tp->err; /* split communicators swap it */
+        rc = sub->ops->progress(sub, x, n, any, deadline_ns);
+    } else {
+        rc = multi_run(tp, x, n, any, deadline_ns);
+    }
     if (rc != JACCL_SUCCESS) multi_failed(tp);
     return rc;
 }

@@ -9,7 +9,8 @@
  *    and many (more than a handful) per pair;
  *  - nested groups: only the outermost end runs the calls;
  *  - a group on a communicator whose progress thread is running (after a
- *    non-blocking call), and a group spanning two communicators;
+ *    non-blocking call), and a group spanning two communicators, also where
+ *    both send to the same peer over the links they share;
  *  - misuse: jaccl_group_end without a start and collectives inside a group
  *    give JACCL_ERR_INVALID_USAGE, bad peers JACCL_ERR_INVALID_ARGUMENT, and
  *    the communicator keeps working.
@@ -428,6 +429,68 @@ static int two_comms(jaccl_comm_t comm, void *arg)
     return 0;
 }
 
+/* ---- two communicators that share links, in one group ---- */
+
+/* One recorded call: on comm (0) or its split (1), a send (1) or receive (0) of message k. */
+struct shared_op {
+    int dup, send, peer, k;
+};
+
+/*
+ * Ranks 0 and 2 each use both communicators on one link direction (0 -> 1,
+ * 2 -> 3), recording them in opposite orders (their peers agree per link).
+ * Run one communicator after the other, rank 0's split part waits for rank
+ * 2's split part, which comes after rank 2's comm part, which waits for rank
+ * 0's comm part: a deadlock.  Run together, every link direction carries its
+ * messages in the order both ends recorded them.
+ */
+static const struct shared_op shared_plan[4][4] = {
+    {{1, 1, 1, 0}, {0, 1, 1, 1}, {1, 0, 2, 2}, {0, 1, 2, 3}},
+    {{1, 0, 0, 0}, {0, 0, 0, 1}, {-1, 0, 0, 0}, {-1, 0, 0, 0}},
+    {{0, 0, 0, 3}, {0, 1, 3, 4}, {1, 1, 0, 2}, {1, 1, 3, 5}},
+    {{0, 0, 2, 4}, {1, 0, 2, 5}, {-1, 0, 0, 0}, {-1, 0, 0, 0}},
+};
+
+#define SHARED_LEN(k) ((size_t)(64u << 10) + (size_t)(k)*64)
+
+static int shared_links(jaccl_comm_t comm, void *arg)
+{
+    int me = jaccl_comm_rank(comm);
+    jaccl_comm_t dup = NULL, cs[2];
+    char *buf[4] = {NULL};
+    (void)arg;
+    MP_OK(comm, jaccl_comm_split(comm, 0, me, &dup));
+    cs[0] = comm;
+    cs[1] = dup;
+    const struct shared_op *ops = shared_plan[me];
+    MP_OK(comm, jaccl_group_start());
+    for (int i = 0; i < 4 && ops[i].dup >= 0; i++) {
+        const struct shared_op *o = &ops[i];
+        buf[i] = malloc(SHARED_LEN(o->k));
+        MP_CHECK(buf[i], "out of memory");
+        if (o->send) api_fill_bytes(buf[i], SHARED_LEN(o->k), msg_seed(me, o->peer, o->k, 9));
+        jaccl_comm_t c = cs[o->dup];
+        MP_OK(c, o->send ? send_bytes(buf[i], SHARED_LEN(o->k), o->peer, c)
+                         : recv_bytes(buf[i], SHARED_LEN(o->k), o->peer, c));
+    }
+    jaccl_result_t rc = jaccl_group_end();
+    MP_CHECK(rc == JACCL_SUCCESS,
+             "jaccl_group_end over communicators sharing links: %s: '%s' / '%s'",
+             jaccl_result_string(rc), jaccl_last_error(comm), jaccl_last_error(dup));
+    for (int i = 0; i < 4 && ops[i].dup >= 0; i++) {
+        const struct shared_op *o = &ops[i];
+        if (!o->send && api_check_bytes(buf[i], SHARED_LEN(o->k), msg_seed(o->peer, me, o->k, 9),
+                                        o->dup ? "on the split" : "on comm"))
+            return 1;
+        free(buf[i]);
+    }
+    api_count(1);
+    if (check_sum(dup, 9) || check_sum(comm, 10)) return 1;
+    MP_OK(NULL, jaccl_comm_destroy(dup));
+    api_report(comm, NULL);
+    return 0;
+}
+
 /* clang-format off */
 #define T(NAME, NP, FN, ARG) {NAME, NP, {NULL}, FN, NULL, ARG, 90}
 /* Where a deadlock is suspected: a short JACCL_TIMEOUT turns it into a quick failure. */
@@ -457,6 +520,8 @@ static const struct api_test tests[] = {
        (a deadlock fails within the timeout, which leaves room for sanitized builds). */
     {"two-communicators-np3", 3, {"JACCL_TIMEOUT=20"}, two_comms, NULL, NULL, 90},
     {"two-communicators-np4", 4, {"JACCL_TIMEOUT=20"}, two_comms, NULL, NULL, 90},
+    {"shared-links-np4", 4, {"JACCL_TIMEOUT=20"}, shared_links, NULL, NULL, 90},
+    {"shared-links-np4-tcp", 4, {"JACCL_TIMEOUT=20", "JACCL_TRANSPORT=tcp"}, shared_links, NULL, NULL, 90},
 };
 /* clang-format on */
 

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -504,9 +505,144 @@ static int errors(jaccl_comm_t comm, void *arg)
     return check_sum(comm, 12);
 }
 
+/* ---- one request fails, the others do not wait for it ---- */
+
+#define STUCK (64u << 20) /* more than the links can hold: a send that needs its receive */
+
+/*
+ * Rank 1 must keep its links open until rank 0 has seen its requests fail:
+ * rank 0 leaves a file named after the test process, rank 1 waits for it.
+ */
+static void done_path(char *buf, size_t len)
+{
+    snprintf(buf, len, "/tmp/jaccl-test-nonblocking-%d", (int)getppid());
+}
+
+static int rank0_done(void)
+{
+    char path[64];
+    done_path(path, sizeof(path));
+    FILE *f = fopen(path, "w");
+    MP_CHECK(f, "cannot create %s", path);
+    fclose(f);
+    return 0;
+}
+
+static int wait_rank0_done(void)
+{
+    char path[64];
+    done_path(path, sizeof(path));
+    for (double t0 = mp_now(); mp_now() - t0 < 60; api_sleep_ms(10))
+        if (unlink(path) == 0) return 0;
+    MP_CHECK(0, "rank 0 did not finish within 60 s");
+    return 1;
+}
+
+/* Whether msg names every one of the words. */
+static int names(const char *msg, const char *a, const char *b, const char *c)
+{
+    return msg && strstr(msg, a) && strstr(msg, b) && strstr(msg, c);
+}
+
+/*
+ * Rank 0's isend is never received and times out, while its irecv, issued
+ * after it, completes on time: each request has its own deadline and result.
+ */
+static int one_times_out(jaccl_comm_t comm, void *arg)
+{
+    int me = jaccl_comm_rank(comm);
+    char small[4096], *big = malloc(STUCK);
+    (void)arg;
+    MP_CHECK(big, "out of memory");
+    if (me == 1) {
+        api_fill_bytes(small, sizeof(small), msg_seed(1, 0, 7));
+        MP_OK(comm, jaccl_send(small, sizeof(small), JACCL_UINT8, 0, comm));
+        free(big);
+        return wait_rank0_done(); /* so rank 0's send fails by its deadline, not our exit */
+    }
+    jaccl_request_t q[2];
+    int done = 0;
+    memset(big, 1, STUCK);
+    MP_OK(comm, jaccl_isend(big, STUCK, JACCL_UINT8, 1, comm, &q[0]));
+    MP_OK(comm, jaccl_irecv(small, sizeof(small), JACCL_UINT8, 1, comm, &q[1]));
+    MP_OK(comm, jaccl_test(q[0], &done));
+    MP_CHECK(!done, "a %u MiB isend without its receive completed", STUCK >> 20);
+    MP_OK(comm, jaccl_wait(q[1]));
+    if (api_check_bytes(small, sizeof(small), msg_seed(1, 0, 7), "irecv next to a stuck isend"))
+        return 1;
+    jaccl_result_t rc = jaccl_wait(q[0]);
+    const char *msg = jaccl_last_error(comm);
+    MP_CHECK(rc == JACCL_ERR_TIMEOUT && names(msg, "rank 0", "rank 1", "send"),
+             "stuck isend: %s, '%s' (want a timeout naming both ranks and the send)",
+             jaccl_result_string(rc), msg);
+    int32_t x = 0;
+    rc = jaccl_allreduce(&x, &x, 1, JACCL_INT32, JACCL_SUM, comm);
+    MP_CHECK(rc != JACCL_SUCCESS, "a call after a failed transfer succeeded");
+    api_count(2);
+    free(big);
+    api_report(comm, NULL);
+    return rank0_done();
+}
+
+/* jaccl_comm_abort ends a running isend and the irecv behind it, each with a message. */
+static int abort_running(jaccl_comm_t comm, void *arg)
+{
+    int me = jaccl_comm_rank(comm);
+    char small[64], *big = malloc(STUCK);
+    (void)arg;
+    MP_CHECK(big, "out of memory");
+    if (me == 1) { /* makes no matching call */
+        free(big);
+        return wait_rank0_done();
+    }
+    jaccl_request_t q[2];
+    int done = 0;
+    memset(big, 2, STUCK);
+    MP_OK(comm, jaccl_isend(big, STUCK, JACCL_UINT8, 1, comm, &q[0]));
+    MP_OK(comm, jaccl_irecv(small, sizeof(small), JACCL_UINT8, 1, comm, &q[1]));
+    MP_OK(comm, jaccl_test(q[0], &done));
+    api_sleep_ms(100); /* the isend is under way (if it is not yet, its start refuses it) */
+    MP_OK(comm, jaccl_comm_abort(comm));
+    for (int i = 0; i < 2; i++) {
+        jaccl_result_t rc = jaccl_wait(q[i]);
+        const char *msg = jaccl_last_error(comm);
+        MP_CHECK(rc == JACCL_ERR_ABORTED && names(msg, "rank 0", "abort", i ? "recv" : "send"),
+                 "request %d after jaccl_comm_abort: %s, '%s'", i, jaccl_result_string(rc), msg);
+    }
+    api_count(2);
+    free(big);
+    api_report(comm, NULL);
+    return rank0_done();
+}
+
+/* An irecv of the wrong size fails on its own request, naming the sender and both sizes. */
+static int size_mismatch(jaccl_comm_t comm, void *arg)
+{
+    int me = jaccl_comm_rank(comm);
+    char buf[2000] = {0};
+    jaccl_request_t q;
+    (void)arg;
+    if (me == 0) { /* the send may complete before the receiver refuses it */
+        MP_OK(comm, jaccl_isend(buf, 1000, JACCL_UINT8, 1, comm, &q));
+        jaccl_result_t rc = jaccl_wait(q);
+        MP_CHECK(rc == JACCL_SUCCESS || rc == JACCL_ERR_INVALID_USAGE, "isend: %s",
+                 jaccl_result_string(rc));
+        return 0;
+    }
+    MP_OK(comm, jaccl_irecv(buf, 2000, JACCL_UINT8, 0, comm, &q));
+    jaccl_result_t rc = jaccl_wait(q);
+    const char *msg = jaccl_last_error(comm);
+    MP_CHECK(rc == JACCL_ERR_INVALID_USAGE && names(msg, "rank 0", "1000 bytes", "2000 bytes") &&
+                 names(msg, "rank 1", "recv", "same size"),
+             "irecv of 2000 bytes from a send of 1000: %s, '%s'", jaccl_result_string(rc), msg);
+    api_count(1);
+    api_report(comm, NULL);
+    return 0;
+}
+
 static const struct cross cross16 = {BIG, 0};
-/* Larger than the socket buffers can hold (net.ipv4.tcp_rmem allows 32 MiB here). */
-__attribute__((unused)) static const struct cross cross64_test = {64u << 20, 1};
+/* Larger than the socket buffers (net.ipv4.tcp_rmem allows 32 MiB here) or a shm ring can hold. */
+static const struct cross cross64_test = {64u << 20, 1};
 
 /* clang-format off */
 #define T(NAME, NP, FN, ARG) {NAME, NP, {NULL}, FN, NULL, ARG, 90}
@@ -522,16 +658,19 @@ static const struct api_test tests[] = {
     TT("crossing-np2", 2, crossing, &cross16),
     TT("crossing-np3", 3, crossing, &cross16),
     TT("crossing-np4", 4, crossing, &cross16),
-#ifdef JACCL_TEST_KNOWN_LIMITS
-    /* Known limitation, open in the full-API issue: jaccl_test flushes a lone isend, which then blocks the progress thread until its receive is issued.  Build with
-       -DJACCL_TEST_KNOWN_LIMITS to run it. */
-    TT("crossing-test-between-np2", 2, crossing, &cross64_test),
-#endif
+    /* jaccl_test starts a lone isend that cannot finish before its irecv is issued. */
+    {"crossing-test-between-np2-tcp", 2, {"JACCL_TIMEOUT=5", "JACCL_TRANSPORT=tcp"}, crossing, NULL, &cross64_test, 90},
+    {"crossing-test-between-np2-shm", 2, {"JACCL_TIMEOUT=5", "JACCL_TRANSPORT=shm"}, crossing, NULL, &cross64_test, 90},
+    {"crossing-test-between-np3-tcp", 3, {"JACCL_TIMEOUT=5", "JACCL_TRANSPORT=tcp"}, crossing, NULL, &cross64_test, 90},
     T("many-p2p-in-flight-np2", 2, many_p2p, NULL),
     T("many-p2p-in-flight-np4", 4, many_p2p, NULL),
     T("destroy-after-wait-np2", 2, destroy_after_wait, NULL),
     T("destroy-after-wait-np3", 3, destroy_after_wait, NULL),
     T("errors-np2", 2, errors, NULL),
+    T("size-mismatch-np2", 2, size_mismatch, NULL),
+    {"one-times-out-np2-tcp", 2, {"JACCL_TIMEOUT=2", "JACCL_TRANSPORT=tcp"}, one_times_out, NULL, NULL, 90},
+    {"abort-running-np2-tcp", 2, {"JACCL_TRANSPORT=tcp"}, abort_running, NULL, NULL, 90},
+    {"abort-running-np2-shm", 2, {"JACCL_TRANSPORT=shm"}, abort_running, NULL, NULL, 90},
     T("errors-np3", 3, errors, NULL),
 };
 /* clang-format on */

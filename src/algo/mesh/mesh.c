@@ -11,29 +11,37 @@
 /* Largest communicator the mesh serves (stack arrays per peer). */
 #define MESH_MAX 64
 
+/* The k-th rank after ours, 0 < k < size (no divide: this runs per peer on every call). */
+static inline int mesh_next(const struct jaccl_algo_ctx *c, int k)
+{
+    int p = c->rank + k;
+    return p >= c->size ? p - c->size : p;
+}
+
 /* Scratch slot of peer q's data: peers fill slots 0..n-2, our own copy n-1. */
 static int mesh_slot(const struct jaccl_algo_ctx *c, int q)
 {
     return q == c->rank ? c->size - 1 : (q < c->rank ? q : q - 1);
 }
 
-/* dst = src(0) op src(1) op ... op src(n-1), in rank order. */
+/* dst = src(0) op src(1) op ... op src(n-1), in rank order; len bytes, count elements. */
 static void mesh_reduce_ordered(const struct jaccl_algo_ctx *c, char *dst, const char *own,
-                                size_t len, jaccl_reduce_fn fn, size_t esize)
+                                size_t len, jaccl_reduce_fn fn, size_t count)
 {
     const char *src[2];
     for (int q = 0; q < 2; q++)
         src[q] = q == c->rank ? own : c->scratch + (size_t)mesh_slot(c, q) * len;
-    fn(dst, src[0], src[1], len / esize);
+    fn(dst, src[0], src[1], count);
     for (int q = 2; q < c->size; q++) {
         const char *s = q == c->rank ? own : c->scratch + (size_t)mesh_slot(c, q) * len;
-        fn(dst, dst, s, len / esize);
+        fn(dst, dst, s, count);
     }
 }
 
 /*
  * Send our (sub)vector to every peer and receive theirs into scratch.
- * soff/slen pick the part of sbuf each peer gets.
+ * soff/slen pick the part of sbuf each peer gets; without them every peer
+ * gets all rlen bytes (the one-shot all-reduce, where per-call setup counts).
  */
 static jaccl_result_t mesh_exchange(struct jaccl_algo_ctx *c, const char *sbuf, const size_t *soff,
                                     const size_t *slen, size_t rlen)
@@ -42,8 +50,9 @@ static jaccl_result_t mesh_exchange(struct jaccl_algo_ctx *c, const char *sbuf, 
     int ns = 0;
     for (int k = 1; k < c->size; k++) {
         /* Start with the next rank up so not everyone hits rank 0 first. */
-        int p = (c->rank + k) % c->size;
-        st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, p, (char *)sbuf + soff[p], slen[p], NULL};
+        int p = mesh_next(c, k);
+        size_t off = soff ? soff[p] : 0, len = soff ? slen[p] : rlen;
+        st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, p, (char *)sbuf + off, len, NULL};
         st[ns++] = (struct jaccl_stream){JACCL_XFER_RECV, p,
                                          c->scratch + (size_t)mesh_slot(c, p) * rlen, rlen, NULL};
     }
@@ -51,11 +60,9 @@ static jaccl_result_t mesh_exchange(struct jaccl_algo_ctx *c, const char *sbuf, 
 }
 
 static jaccl_result_t mesh_oneshot(struct jaccl_algo_ctx *c, const char *s, char *r, size_t bytes,
-                                   jaccl_reduce_fn fn, size_t esize)
+                                   jaccl_reduce_fn fn, size_t count)
 {
-    size_t off[MESH_MAX] = {0}, len[MESH_MAX];
-    for (int p = 0; p < c->size; p++) len[p] = bytes;
-    jaccl_result_t rc = mesh_exchange(c, s, off, len, bytes);
+    jaccl_result_t rc = mesh_exchange(c, s, NULL, NULL, bytes);
     if (rc != JACCL_SUCCESS) return rc;
     const char *own = s;
     if (s == r && c->rank >= 2) {
@@ -63,7 +70,7 @@ static jaccl_result_t mesh_oneshot(struct jaccl_algo_ctx *c, const char *s, char
         own = c->scratch + (size_t)(c->size - 1) * bytes;
         memcpy((char *)own, s, bytes);
     }
-    mesh_reduce_ordered(c, r, own, bytes, fn, esize);
+    mesh_reduce_ordered(c, r, own, bytes, fn, count);
     return JACCL_SUCCESS;
 }
 
@@ -73,7 +80,7 @@ static jaccl_result_t mesh_allgatherv(struct jaccl_algo_ctx *c, char *r, const s
     struct jaccl_stream st[2 * MESH_MAX];
     int ns = 0;
     for (int k = 1; k < c->size; k++) {
-        int p = (c->rank + k) % c->size;
+        int p = mesh_next(c, k);
         st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, p, r + off[c->rank], len[c->rank], NULL};
         st[ns++] = (struct jaccl_stream){JACCL_XFER_RECV, p, r + off[p], len[p], NULL};
     }
@@ -104,7 +111,7 @@ static jaccl_result_t mesh_rs(struct jaccl_algo_ctx *c, const char *s, const siz
             own = c->scratch + (size_t)(c->size - 1) * rl;
             memcpy((char *)own, s + soff[c->rank], rl);
         }
-        if (rl) mesh_reduce_ordered(c, dst + done, own, rl, fn, esize);
+        if (rl) mesh_reduce_ordered(c, dst + done, own, rl, fn, rl / esize);
     }
     return JACCL_SUCCESS;
 }
@@ -133,10 +140,35 @@ static jaccl_result_t mesh_allreduce(struct jaccl_algo_ctx *c, const void *sendb
     char *r = recvbuf;
     jaccl_result_t rc = mesh_check(c);
     if (rc != JACCL_SUCCESS) return rc;
-    if (bytes <= c->oneshot_bytes) return mesh_oneshot(c, sendbuf, r, bytes, fn, esize);
+    if (bytes <= c->oneshot_bytes) return mesh_oneshot(c, sendbuf, r, bytes, fn, count);
     for (int p = 0; p < c->size; p++) jaccl_algo_part(bytes, c->size, p, 64, &coff[p], &clen[p]);
     rc = mesh_rs(c, sendbuf, coff, clen, r + coff[c->rank], fn, esize);
     return rc == JACCL_SUCCESS ? mesh_allgatherv(c, r, coff, clen) : rc;
+}
+
+/*
+ * All-gather of a large block: our block goes to every peer piece by piece
+ * straight from sendbuf, each piece copied into place after it is sent.
+ */
+static jaccl_result_t mesh_ag_pieces(struct jaccl_algo_ctx *c, const char *s, char *r, size_t bytes)
+{
+    struct jaccl_stream st[2 * MESH_MAX];
+    char *own = r + (size_t)c->rank * bytes;
+    size_t piece = JACCL_AG_PIECE * (size_t)c->max_links;
+    for (size_t at = 0; at < bytes; at += piece) {
+        size_t l = bytes - at < piece ? bytes - at : piece;
+        int ns = 0;
+        for (int k = 1; k < c->size; k++) {
+            int p = mesh_next(c, k);
+            st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, p, (char *)s + at, l, NULL};
+            st[ns++] =
+                (struct jaccl_stream){JACCL_XFER_RECV, p, r + (size_t)p * bytes + at, l, NULL};
+        }
+        jaccl_result_t rc = jaccl_algo_run(c, st, ns, NULL, 0);
+        if (rc != JACCL_SUCCESS) return rc;
+        if (own != s) jaccl_algo_ag_copy(own + at, s + at, l, bytes);
+    }
+    return JACCL_SUCCESS;
 }
 
 static jaccl_result_t mesh_allgather(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
@@ -147,6 +179,7 @@ static jaccl_result_t mesh_allgather(struct jaccl_algo_ctx *c, const void *sendb
     jaccl_result_t rc = mesh_check(c);
     if (rc != JACCL_SUCCESS) return rc;
     mesh_blocks(c->size, bytes, off, len);
+    if (c->size > 1 && bytes >= JACCL_AG_FUSE_MIN) return mesh_ag_pieces(c, sendbuf, r, bytes);
     if (r + off[c->rank] != (const char *)sendbuf) memcpy(r + off[c->rank], sendbuf, bytes);
     return mesh_allgatherv(c, r, off, len);
 }
@@ -220,7 +253,7 @@ static jaccl_result_t mesh_reduce(struct jaccl_algo_ctx *c, const void *sendbuf,
             own = c->scratch + (size_t)(c->size - 1) * l;
             memcpy((char *)own, s + at, l);
         }
-        if (rc == JACCL_SUCCESS) mesh_reduce_ordered(c, r + at, own, l, fn, esize);
+        if (rc == JACCL_SUCCESS) mesh_reduce_ordered(c, r + at, own, l, fn, l / esize);
     }
     return rc;
 }
@@ -237,7 +270,7 @@ static jaccl_result_t mesh_alltoall(struct jaccl_algo_ctx *c, const void *sendbu
     if (rc != JACCL_SUCCESS) return rc;
     memcpy(r + (size_t)c->rank * bytes, s + (size_t)c->rank * bytes, bytes);
     for (int k = 1; k < c->size; k++) {
-        int p = (c->rank + k) % c->size;
+        int p = mesh_next(c, k);
         st[ns++] =
             (struct jaccl_stream){JACCL_XFER_SEND, p, (char *)s + (size_t)p * bytes, bytes, NULL};
         st[ns++] = (struct jaccl_stream){JACCL_XFER_RECV, p, r + (size_t)p * bytes, bytes, NULL};

@@ -94,26 +94,79 @@ static jaccl_result_t ring_allreduce(struct jaccl_algo_ctx *c, const void *sendb
     return JACCL_SUCCESS;
 }
 
+/* Stream pair of all-gather step t on direction d: send block sq, receive block rq. */
+static int ring_ag_pair(const struct jaccl_algo_ctx *c, const struct ring_dir *d, int dn, int t,
+                        char *r, size_t bytes, struct jaccl_stream *st)
+{
+    int n = c->size;
+    int sq = ring_rank(n, dn, (d->pos - t + n) % n);
+    int rq = ring_rank(n, dn, (d->pos - t - 1 + 2 * n) % n);
+    st[0] = (struct jaccl_stream){JACCL_XFER_SEND, d->right, r + (size_t)sq * bytes + d->off,
+                                  d->len, NULL};
+    st[1] = (struct jaccl_stream){JACCL_XFER_RECV, d->left, r + (size_t)rq * bytes + d->off, d->len,
+                                  NULL};
+    return 2;
+}
+
+/* The piece of direction d's part at offset at: its offset a, and length (0 past the end). */
+static size_t ring_ag_piece(const struct ring_dir *d, size_t at, size_t piece, size_t *a)
+{
+    *a = at < d->len ? at : d->len;
+    return d->len - *a < piece ? d->len - *a : piece;
+}
+
+/*
+ * Step 0 of the all-gather of a large block, which out of place is read
+ * from sendbuf once: each piece is sent, then copied into place while it is
+ * still in cache (instead of copying the whole block first and sending it
+ * from there).  In place, the same pieces, so that every rank's runs match.
+ */
+static jaccl_result_t ring_ag_first(struct jaccl_algo_ctx *c, const struct ring_dir *dir, int nd,
+                                    const char *s, char *r, size_t bytes)
+{
+    char *own = r + (size_t)c->rank * bytes;
+    size_t most = 0, a, l, piece = JACCL_AG_PIECE * (size_t)c->max_links;
+    for (int d = 0; d < nd; d++) most = dir[d].len > most ? dir[d].len : most;
+    for (size_t at = 0; at < most; at += piece) {
+        struct jaccl_stream st[4], pair[2];
+        int ns = 0;
+        for (int d = 0; d < nd; d++) {
+            if ((l = ring_ag_piece(&dir[d], at, piece, &a)) == 0) continue;
+            ring_ag_pair(c, &dir[d], d, 0, r, bytes, pair);
+            st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, pair[0].peer,
+                                             (char *)s + dir[d].off + a, l, NULL};
+            st[ns++] =
+                (struct jaccl_stream){JACCL_XFER_RECV, pair[1].peer, pair[1].buf + a, l, NULL};
+        }
+        jaccl_result_t rc = jaccl_algo_run(c, st, ns, NULL, 0);
+        if (rc != JACCL_SUCCESS) return rc;
+        for (int d = 0; d < nd && own != s; d++) {
+            if ((l = ring_ag_piece(&dir[d], at, piece, &a)) == 0) continue;
+            jaccl_algo_ag_copy(own + dir[d].off + a, s + dir[d].off + a, l, bytes);
+        }
+    }
+    return JACCL_SUCCESS;
+}
+
 /* Block q travels around direction d's ring carrying its d-th half. */
 static jaccl_result_t ring_allgather(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
                                      size_t bytes)
 {
     struct ring_dir dir[2];
     char *r = recvbuf;
-    int n = c->size, nd = ring_dirs(c, bytes, dir);
-    if (r + (size_t)c->rank * bytes != (const char *)sendbuf)
-        memcpy(r + (size_t)c->rank * bytes, sendbuf, bytes);
-    for (int t = 0; t < n - 1; t++) {
+    int n = c->size, nd = ring_dirs(c, bytes, dir), t = 0;
+    char *own = r + (size_t)c->rank * bytes;
+    if (n > 1 && bytes >= JACCL_AG_FUSE_MIN) {
+        jaccl_result_t rc = ring_ag_first(c, dir, nd, sendbuf, r, bytes);
+        if (rc != JACCL_SUCCESS) return rc;
+        t = 1;
+    } else if (own != (const char *)sendbuf) {
+        memcpy(own, sendbuf, bytes);
+    }
+    for (; t < n - 1; t++) {
         struct jaccl_stream st[4];
         int ns = 0;
-        for (int d = 0; d < nd; d++) {
-            int sq = ring_rank(n, d, (dir[d].pos - t + n) % n);
-            int rq = ring_rank(n, d, (dir[d].pos - t - 1 + 2 * n) % n);
-            char *sb = r + (size_t)sq * bytes + dir[d].off,
-                 *rb = r + (size_t)rq * bytes + dir[d].off;
-            st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, dir[d].right, sb, dir[d].len, NULL};
-            st[ns++] = (struct jaccl_stream){JACCL_XFER_RECV, dir[d].left, rb, dir[d].len, NULL};
-        }
+        for (int d = 0; d < nd; d++) ns += ring_ag_pair(c, &dir[d], d, t, r, bytes, &st[ns]);
         jaccl_result_t rc = jaccl_algo_run(c, st, ns, NULL, 0);
         if (rc != JACCL_SUCCESS) return rc;
     }

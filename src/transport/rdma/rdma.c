@@ -79,6 +79,7 @@ struct rd_link {
     size_t r_off;
     uint32_t r_len[RD_NRECV];
     uint64_t s_posted, s_done, credit_sent;
+    uint64_t s_limit; /* sends the peer has room for, read once per pass */
     int writes_out, ready_sent;
     int failed; /* a credit write or receive failed: no data may move any more */
     struct ibv_wc fail;
@@ -547,7 +548,7 @@ static jaccl_result_t rd_send(struct rd_tp *t, struct rd_link *l, struct jaccl_x
 {
     if (l->failed) return rd_wc_error(t, l, &l->fail);
     while (x->done < x->len && l->s_posted - l->s_done < RD_NSEND &&
-           l->s_posted < l->peer_nrecv + l->mbox[0]) {
+           l->s_posted < l->s_limit) {
         size_t n = x->len - x->done < RD_SLOT ? x->len - x->done : RD_SLOT;
         char *slot = l->sslots + (size_t)(l->s_posted % RD_NSEND) * RD_SLOT;
         memcpy(slot, (char *)x->buf + x->done, n);
@@ -610,6 +611,10 @@ static jaccl_result_t rd_pass(struct rd_tp *t, struct jaccl_xfer *x, int n, int 
 {
     jaccl_result_t rc = rd_poll(t, moved);
     *pending = 0;
+    /* The peer's credits land at any moment: read them once, or a later send
+     * on a link could take credits that arrived after an earlier one stopped. */
+    for (int i = 0; i < t->nlinks; i++)
+        t->links[i].s_limit = t->links[i].peer_nrecv + t->links[i].mbox[0];
     for (int i = 0; rc == JACCL_SUCCESS && i < n; i++) {
         if (x[i].done == x[i].len) continue;
         struct rd_link *l = rd_link_for(t, &x[i]);

@@ -1,0 +1,77 @@
+/*
+ * jaccl_copy_stream (util/copy.h), which the ring all-gather uses for
+ * blocks past the caches: every alignment of source and destination,
+ * lengths around its 64-byte stride, and no byte written outside the
+ * destination.
+ */
+#include "util/copy.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GUARD 64
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(i * 131u + seed);
+}
+
+/* Copy n bytes from src + so to dst + GUARD + d0 and check the copy and both guards. */
+static void check_one(const unsigned char *src, unsigned char *dst, size_t so, size_t d0, size_t n)
+{
+    size_t span = GUARD + d0 + n + GUARD;
+    memset(dst, 0xa5, span);
+    jaccl_copy_stream(dst + GUARD + d0, src + so, n);
+    assert_memory_equal(dst + GUARD + d0, src + so, n);
+    for (size_t i = 0; i < GUARD + d0; i++) assert_int_equal(dst[i], 0xa5);
+    for (size_t i = GUARD + d0 + n; i < span; i++) assert_int_equal(dst[i], 0xa5);
+}
+
+static void test_every_alignment(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {0, 1, 63, 64, 65, 127, 128, 129, 191, 200, 4096, 4099};
+    size_t cap = 64 + 4099;
+    unsigned char *src = malloc(cap), *dst = malloc(GUARD + 64 + cap + GUARD);
+    assert_non_null(src);
+    assert_non_null(dst);
+    fill(src, cap, 7);
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+        for (size_t so = 0; so < 64; so += 5)
+            for (size_t d0 = 0; d0 < 64; d0++) check_one(src, dst, so, d0, lens[k]);
+    free(dst);
+    free(src);
+}
+
+/* A large copy from and to odd addresses: the bytes and both neighbours. */
+static void test_large(void **state)
+{
+    (void)state;
+    size_t n = ((size_t)4 << 20) + 4096 + 13;
+    unsigned char *src = malloc(n + 3), *dst = malloc(n + 3);
+    assert_non_null(src);
+    assert_non_null(dst);
+    fill(src, n + 3, 3);
+    memset(dst, 0, n + 3);
+    jaccl_copy_stream(dst + 1, src + 3, n);
+    assert_memory_equal(dst + 1, src + 3, n);
+    assert_int_equal(dst[0], 0);
+    assert_int_equal(dst[n + 1], 0);
+    free(dst);
+    free(src);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_alignment),
+        cmocka_unit_test(test_large),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
