@@ -547,8 +547,7 @@ static jaccl_result_t rd_return_credits(struct rd_tp *t)
 static jaccl_result_t rd_send(struct rd_tp *t, struct rd_link *l, struct jaccl_xfer *x, int *moved)
 {
     if (l->failed) return rd_wc_error(t, l, &l->fail);
-    while (x->done < x->len && l->s_posted - l->s_done < RD_NSEND &&
-           l->s_posted < l->s_limit) {
+    while (x->done < x->len && l->s_posted - l->s_done < RD_NSEND && l->s_posted < l->s_limit) {
         size_t n = x->len - x->done < RD_SLOT ? x->len - x->done : RD_SLOT;
         char *slot = l->sslots + (size_t)(l->s_posted % RD_NSEND) * RD_SLOT;
         memcpy(slot, (char *)x->buf + x->done, n);
