@@ -153,7 +153,7 @@ static int shm_send(struct shm_tp *t, int j, struct jaccl_xfer *x)
         e->ack_seen = a;
         return 1;
     }
-    if (e->single_copy && x->len - x->done >= CMA_MIN) {
+    if (e->single_copy && x->len - x->done >= CMA_MIN && jaccl_shm_cma_fast(t)) {
         int moved = send_cma(e, x);
         if (moved) shm_wake_later(t, j);
         return moved;
@@ -502,8 +502,8 @@ static jaccl_result_t shm_connect(struct jaccl_tp *tp, const void *addrs, size_t
     if (rc != JACCL_SUCCESS) return rc;
     int cma = 0;
     for (int j = 0; j < t->nlocal; j++) cma += t->out[j].single_copy;
-    log_info("shm: %d ranks share this host (ranks %d..%d), %zu KiB segment, single copy to %d "
-             "of %d",
+    log_info("shm: %d ranks share this host (ranks %d..%d), %zu KiB segment, single copy allowed "
+             "to %d of %d",
              t->nlocal, t->lrank[0], t->lrank[t->nlocal - 1], t->seg_len >> 10, cma, t->nlocal - 1);
     return JACCL_SUCCESS;
 }

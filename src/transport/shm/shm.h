@@ -24,7 +24,7 @@
 #define SHM_RING_MIN    ((size_t)16 << 10)
 #define SHM_RINGS_ALL   ((size_t)64 << 20) /* ... so that all rings fit in this */
 #define SHM_NAME_MAX    64
-#define SHM_PROBE_BYTES ((size_t)4 << 20) /* past the caches: large transfers come from memory */
+#define SHM_PROBE_BYTES ((size_t)2 << 20) /* past L2: large transfers come from memory */
 /* Largest inline record: the receiver starts copying while we write more. */
 #define SHM_INLINE_CHUNK ((uint64_t)64 << 10)
 
@@ -58,7 +58,6 @@ struct shm_rank {
     _Alignas(SHM_CL) int32_t pid;
     int32_t rank;
     uint64_t probe_addr;     /* a word of ours the others try to read (single-copy test) */
-    uint64_t probe_buf;      /* SHM_PROBE_BYTES of ours they time reading */
     _Atomic uint32_t failed; /* we gave up a transfer: our buffers may be gone */
 };
 
@@ -100,10 +99,10 @@ struct shm_tp {
     unsigned char *cma_ok;    /* [sender * nlocal + receiver]: receiver can read sender */
     struct shm_end *out, *in; /* by local index */
     uint64_t probe;
-    char *probe_buf;
     uint64_t job_id, salt;
     int64_t spin_ns;
     int oversub, single_copy; /* single_copy: JACCL_SHM_SINGLE_COPY (-1: measure) */
+    int cma_fast;             /* -1 until the first large send measures it */
     const volatile int *abort_flag;
     uint32_t *stamp; /* per (peer, dir): last scan that saw its head */
     uint32_t gen;
@@ -118,5 +117,8 @@ jaccl_result_t jaccl_shm_seg_attach(struct shm_tp *t, int64_t deadline_ns);
 void jaccl_shm_seg_close(struct shm_tp *t);
 /* A wait between checks of shared state: checks the abort flag and the deadline. */
 jaccl_result_t jaccl_shm_nap(struct shm_tp *t, int64_t deadline_ns, const char *what);
+
+/* Whether single-copy reads beat two copies on this machine (measured once, on first use). */
+int jaccl_shm_cma_fast(struct shm_tp *t);
 
 #endif
