@@ -152,6 +152,11 @@ jaccl_result_t jaccl_hs_connect(int fd, const struct jaccl_hs_proto *p, const st
     if (rc == JACCL_SUCCESS) rc = jaccl_sock_read_all(fd, ch, sizeof(ch), deadline, peer, e);
     if (rc != JACCL_SUCCESS) return rc;
     int ok = jaccl_hs_check_challenge(p, key, hello, ch, sizeof(ch), proof, &why);
+    /*
+     * Also when the peer's MAC failed: then the keys differ, so our proof is
+     * of no use to it, and it can report the wrong key too.  The MAC covers
+     * our fresh nonce, so it can't be replayed elsewhere.
+     */
     if (ok >= 0) rc = jaccl_sock_write_all(fd, proof, sizeof(proof), deadline, peer, e);
     if (ok != 0) return jaccl_err_set(e, JACCL_ERR_CONFIG, "%s %s", peer, why);
     return rc;
