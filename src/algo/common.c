@@ -706,17 +706,44 @@ static jaccl_result_t part_poll(struct jaccl_batch *b, struct batch_lane *l, str
     return JACCL_SUCCESS;
 }
 
+/*
+ * The transport failed under lane l.  Parts whose transfers all completed
+ * still succeed, and a header that arrived refusing ours is the error to
+ * report (a peer that refused it closes its links right after); else the
+ * oldest part takes the transport's error and the rest give up.
+ */
+static void lane_broken(struct jaccl_batch *b, struct batch_lane *l, jaccl_result_t rc)
+{
+    struct batch_part *head = l->head;
+    char msg[JACCL_ERR_LEN];
+    snprintf(msg, sizeof(msg), "%s", head->err.msg);
+    for (struct batch_part *p = head, *q; p; p = q) {
+        int fin = 0;
+        q = p->next;
+        jaccl_result_t hc = part_poll(b, l, p, &fin);
+        if (hc != JACCL_SUCCESS) {
+            lane_fail(b, p, hc);
+            return;
+        }
+    }
+    if (!l->head) return;
+    if (l->head != head) snprintf(l->head->err.msg, sizeof(l->head->err.msg), "%s", msg);
+    lane_fail(b, l->head, rc);
+}
+
 /* One pass of lane l; returns whether anything moved. */
 static int lane_step(struct jaccl_batch *b, struct batch_lane *l, int64_t now)
 {
     if (!l->head) return 0;
     size_t before = 0, after = 0;
     for (int i = 0; i < l->n; i++) before += l->x[i].done;
-    l->tp->err = &l->head->err; /* a transport error is the oldest running part's */
+    struct jaccl_err *prev = l->tp->err; /* parts are freed once taken: don't leave ours there */
+    l->tp->err = &l->head->err;          /* a transport error is the oldest running part's */
     jaccl_result_t rc = l->tp->ops->progress(l->tp, l->x, l->n, 1, JACCL_TP_NOWAIT);
+    l->tp->err = prev;
     for (int i = 0; i < l->n; i++) after += l->x[i].done;
     if (rc != JACCL_SUCCESS) {
-        lane_fail(b, l->head, rc);
+        lane_broken(b, l, rc);
         return 1;
     }
     for (struct batch_part *p = l->head, *q; p; p = q) {

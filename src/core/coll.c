@@ -346,11 +346,24 @@ static jaccl_result_t point_to_point(struct jaccl_comm *comm, const char *call, 
     return jaccl_call_end(comm, jaccl_algo_run(&comm->actx, &st, 1, NULL, 0));
 }
 
+/*
+ * Whether a send or recv goes to the progress worker: when it is busy, and
+ * no group records the call.  A group records it in comm's own context, which
+ * the worker writes while it runs: let the worker finish first.
+ */
+static int p2p_through_worker(struct jaccl_comm *comm)
+{
+    if (!jaccl_worker_active(comm)) return 0;
+    if (!jaccl_group_active()) return 1;
+    jaccl_worker_drain(comm);
+    return 0;
+}
+
 JACCL_API jaccl_result_t jaccl_send(const void *buf, size_t count, jaccl_dtype_t dtype, int peer,
                                     jaccl_comm_t comm)
 {
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
-    if (!jaccl_group_active() && jaccl_worker_active(comm)) /* a group records them */
+    if (p2p_through_worker(comm))
         return jaccl_worker_call(
             comm, &(struct jaccl_call){JACCL_CALL_SEND, buf, NULL, count, dtype, 0, peer});
     return point_to_point(comm, "jaccl_send", JACCL_XFER_SEND, (void *)buf, count, dtype, peer);
@@ -360,7 +373,7 @@ JACCL_API jaccl_result_t jaccl_recv(void *buf, size_t count, jaccl_dtype_t dtype
                                     jaccl_comm_t comm)
 {
     if (!comm) return JACCL_ERR_INVALID_ARGUMENT;
-    if (!jaccl_group_active() && jaccl_worker_active(comm)) /* a group records them */
+    if (p2p_through_worker(comm))
         return jaccl_worker_call(
             comm, &(struct jaccl_call){JACCL_CALL_RECV, NULL, buf, count, dtype, 0, peer});
     return point_to_point(comm, "jaccl_recv", JACCL_XFER_RECV, buf, count, dtype, peer);

@@ -146,8 +146,36 @@ static jaccl_result_t comm_connect(struct jaccl_comm *c, int64_t deadline)
     return rc;
 }
 
+/* The most links this rank has to any peer. */
+static int comm_local_links(const struct jaccl_comm *c)
+{
+    int most = 0;
+    for (int p = 0; c->tp && p < c->size; p++) {
+        int links = c->tp->ops->links(c->tp, p); /* the world: no peer map */
+        if (p != c->rank && links > most) most = links;
+    }
+    return most;
+}
+
+/*
+ * The most links any rank has to any peer.  Algorithms cut pieces and the
+ * selector models costs from it, so it must be the same on every rank: a
+ * device file can give one pair more cables than another.
+ */
+static jaccl_result_t comm_agree_links(struct jaccl_comm *c, int64_t deadline, int *out)
+{
+    int32_t mine = comm_local_links(c), *all = malloc(sizeof(mine) * (size_t)c->size);
+    if (!all) return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "out of memory");
+    jaccl_result_t rc = jaccl_bootstrap_allgather(&c->bs, &mine, sizeof(mine), all, deadline);
+    for (int r = 0; rc == JACCL_SUCCESS && r < c->size; r++)
+        if (all[r] > mine) mine = all[r];
+    free(all);
+    if (rc == JACCL_SUCCESS) *out = mine;
+    return rc;
+}
+
 /* Scratch and transfer slots for the algorithms, allocated and touched once. */
-static jaccl_result_t comm_setup_algos(struct jaccl_comm *c)
+static jaccl_result_t comm_setup_algos(struct jaccl_comm *c, int max_links)
 {
     struct jaccl_algo_ctx *a = &c->actx;
     *a = (struct jaccl_algo_ctx){.rank = c->rank,
@@ -159,10 +187,7 @@ static jaccl_result_t comm_setup_algos(struct jaccl_comm *c)
                                  .gamma_Bps = 8e9,
                                  .ring_bidir = c->env.ring_bidir};
     a->peers = c->peers;
-    for (int p = 0; c->tp && p < c->size; p++) {
-        int links = c->tp->ops->links(c->tp, jaccl_algo_peer(a, p));
-        if (p != c->rank && links > a->max_links) a->max_links = links;
-    }
+    a->max_links = max_links;
     size_t n = (size_t)c->size, need = jaccl_algo_run_scratch(a, 2);
     if (n * a->oneshot_bytes > need) need = n * a->oneshot_bytes;
     if (n * a->seg_bytes > need) need = n * a->seg_bytes;
@@ -186,14 +211,16 @@ static jaccl_result_t comm_init(struct jaccl_comm *c, const jaccl_config_t *cfg)
     c->err.rank = c->rank;
     jaccl_log_set_rank(c->rank);
     int64_t deadline = jaccl_now_ns() + (int64_t)(c->env.timeout_s * 1e9);
+    int links = 0;
     if (c->size > 1) {
         rc = jaccl_bootstrap_init(&c->bs, &c->env, deadline, &c->err);
         if (rc == JACCL_SUCCESS) rc = comm_connect(c, deadline);
+        if (rc == JACCL_SUCCESS) rc = comm_agree_links(c, deadline, &links);
         if (rc != JACCL_SUCCESS) return rc;
     } else {
         log_info("a job of one rank (%s not set): collectives copy locally", "JACCL_RANK");
     }
-    rc = comm_setup_algos(c);
+    rc = comm_setup_algos(c, links);
     if (rc == JACCL_SUCCESS && c->size > 1) jaccl_select_log_table(c);
     return rc;
 }
@@ -289,7 +316,8 @@ static jaccl_result_t split_build(struct jaccl_comm *parent, const int *members,
         c->abort_flag = parent->abort_flag;
         jaccl_worker_share(parent, c);
     }
-    jaccl_result_t rc = comm_setup_algos(c);
+    /* The parent's count, agreed by every rank, covers any subset's links. */
+    jaccl_result_t rc = comm_setup_algos(c, parent->actx.max_links);
     if (rc != JACCL_SUCCESS) {
         snprintf(parent->err.msg, sizeof(parent->err.msg), "%s", c->err.msg);
         jaccl_comm_destroy(c);

@@ -121,6 +121,10 @@ static jaccl_result_t env_timeout(struct jaccl_env *env, double cfg_value, struc
     const char *v = env_get("JACCL_TIMEOUT");
     env->timeout_s = 120;
     if (cfg_value > 0) {
+        if (!isfinite(cfg_value) || cfg_value > 1e7) /* deadlines are int64 ns */
+            return jaccl_err_set(e, JACCL_ERR_CONFIG,
+                                 "jaccl_config_t.timeout_s = %g is out of range (at most 1e7 s)",
+                                 cfg_value);
         env->timeout_s = cfg_value;
         return JACCL_SUCCESS;
     }

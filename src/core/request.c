@@ -128,8 +128,11 @@ static int worker_add(struct jaccl_worker *w, struct jaccl_request *q)
     jaccl_group_start();
     q->rc = call_run(c, &q->call);
     int n = jaccl_group_detach(&c, &st);
-    if (q->rc == JACCL_SUCCESS && n == 1)
+    if (q->rc == JACCL_SUCCESS && n == 1) {
         q->rc = jaccl_batch_add(w->batch, &c->actx, &st, 1, c->abort_flag, q);
+        /* Its message number is spent: later ones would not match the peer's. */
+        if (q->rc != JACCL_SUCCESS) jaccl_call_end(c, q->rc);
+    }
     if (q->rc == JACCL_SUCCESS) return n;
     snprintf(q->msg, sizeof(q->msg), "%s", c->err.msg); /* a call refused keeps its own result */
     return 0;

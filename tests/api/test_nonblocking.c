@@ -640,6 +640,31 @@ static int size_mismatch(jaccl_comm_t comm, void *arg)
     return 0;
 }
 
+/*
+ * An irecv from a rank that exits fails with JACCL_ERR_REMOTE, naming it,
+ * long before JACCL_TIMEOUT (20 s here): the worker's passes never wait, and
+ * must still notice the death (shm checks the peer's pid, tcp sees the close).
+ */
+static int peer_exits(jaccl_comm_t comm, void *arg)
+{
+    char buf[64];
+    jaccl_request_t q;
+    (void)arg;
+    MP_OK(comm, jaccl_barrier(comm));
+    if (jaccl_comm_rank(comm) == 1) _exit(0); /* gone without a word, as a crash */
+    double t0 = mp_now();
+    MP_OK(comm, jaccl_irecv(buf, sizeof(buf), JACCL_UINT8, 1, comm, &q));
+    jaccl_result_t rc = jaccl_wait(q);
+    const char *msg = jaccl_last_error(comm);
+    MP_CHECK(rc == JACCL_ERR_REMOTE && names(msg, "rank 0", "rank 1", "recv"),
+             "irecv from a rank that exited: %s, '%s' (want a remote failure naming it)",
+             jaccl_result_string(rc), msg);
+    printf("[api] irecv from an exited rank failed after %.3f s\n", mp_now() - t0);
+    api_count(1);
+    api_report(comm, NULL);
+    return 0;
+}
+
 static const struct cross cross16 = {BIG, 0};
 /* Larger than the socket buffers (net.ipv4.tcp_rmem allows 32 MiB here) or a shm ring can hold. */
 static const struct cross cross64_test = {64u << 20, 1};
@@ -672,6 +697,8 @@ static const struct api_test tests[] = {
     {"abort-running-np2-tcp", 2, {"JACCL_TRANSPORT=tcp"}, abort_running, NULL, NULL, 90},
     {"abort-running-np2-shm", 2, {"JACCL_TRANSPORT=shm"}, abort_running, NULL, NULL, 90},
     T("errors-np3", 3, errors, NULL),
+    {"peer-exits-np2-shm", 2, {"JACCL_TIMEOUT=20", "JACCL_TRANSPORT=shm"}, peer_exits, NULL, NULL, 90},
+    {"peer-exits-np2-tcp", 2, {"JACCL_TIMEOUT=20", "JACCL_TRANSPORT=tcp"}, peer_exits, NULL, NULL, 90},
 };
 /* clang-format on */
 

@@ -143,6 +143,25 @@ static int check_p2p(jaccl_comm_t comm, int r, int n)
     return 0;
 }
 
+/* An all-gather of blocks that go out in several pieces (over 1 MiB per peer and link). */
+static int big_allgather(jaccl_comm_t comm, void *arg)
+{
+    int r = jaccl_comm_rank(comm), n = jaccl_comm_size(comm);
+    size_t c = (3u << 20) + 17;
+    unsigned char *mine = malloc(c), *all = malloc(c * (size_t)n);
+    (void)arg;
+    MP_CHECK(mine && all, "out of memory");
+    for (size_t i = 0; i < c; i++) mine[i] = (unsigned char)(i * 7 + (size_t)r * 13 + i / 4099);
+    MP_OK(comm, jaccl_allgather(mine, all, c, JACCL_UINT8, comm));
+    for (int p = 0; p < n; p++)
+        for (size_t i = 0; i < c; i++)
+            MP_CHECK(all[(size_t)p * c + i] == (unsigned char)(i * 7 + (size_t)p * 13 + i / 4099),
+                     "allgather block %d byte %zu", p, i);
+    free(mine);
+    free(all);
+    return 0;
+}
+
 static int traffic(jaccl_comm_t comm, void *arg)
 {
     int r = jaccl_comm_rank(comm), n = jaccl_comm_size(comm);
@@ -270,6 +289,31 @@ static void mlx_files(void **state)
     traffic_job(4, r, 1);
 }
 
+/*
+ * Pairs with 1, 2 and 3 cables: each rank has a different most-links count,
+ * yet all must cut a large all-gather into the same pieces.
+ */
+static void uneven_cables(void **state)
+{
+    char path[400];
+    (void)state;
+    snprintf(path, sizeof(path), "%s/uneven-3.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[[null, \"emu0\", [\"emu1\", \"emu2\"]],\n"
+          " [\"emu0\", null, [\"emu3\", \"emu4\", \"emu5\"]],\n"
+          " [[\"emu1\", \"emu2\"], [\"emu3\", \"emu4\", \"emu5\"], null]]\n",
+          f);
+    fclose(f);
+    set_devices(1);
+    for (int k = 0; k < 2; k++) {
+        const char *env[] = {"JACCL_TRANSPORT=rdma", lib_env,
+                             k ? "JACCL_ALGO=ring" : "JACCL_ALGO=mesh",
+                             path_env("JACCL_IBV_DEVICES", "uneven-3.json"), NULL};
+        assert_int_equal(mp_run(3, env, big_allgather, NULL, JOB_TIMEOUT), 0);
+    }
+}
+
 /* No device, or no library: auto runs over the other transports, rdma is refused. */
 static void fallback(void **state)
 {
@@ -380,6 +424,7 @@ int main(void)
         cmocka_unit_test(mesh_uc_two_cables),
         cmocka_unit_test(ring_two_cables_auto),
         cmocka_unit_test(mlx_files),
+        cmocka_unit_test(uneven_cables),
         cmocka_unit_test(fallback),
         cmocka_unit_test(fault_qp_limit),
         cmocka_unit_test(fault_mr_limit),

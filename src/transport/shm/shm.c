@@ -346,6 +346,18 @@ static jaccl_result_t shm_sleep(struct shm_tp *t, struct jaccl_xfer *x, int n, i
     return rc;
 }
 
+/*
+ * A pass that must not wait (a batch of non-blocking transfers) still
+ * notices a dead peer, as a blocking wait does; the caller keeps deadlines.
+ */
+static jaccl_result_t shm_nowait_check(struct shm_tp *t, struct jaccl_xfer *x, int n)
+{
+    int64_t now = jaccl_now_ns();
+    if (now < t->next_liveness) return JACCL_SUCCESS;
+    t->next_liveness = now + LIVENESS_NS;
+    return shm_liveness(t, x, n);
+}
+
 static void shm_failed(struct jaccl_tp *tp)
 {
     struct shm_tp *t = (struct shm_tp *)tp;
@@ -369,7 +381,9 @@ static jaccl_result_t shm_progress_loop(struct jaccl_tp *tp, struct jaccl_xfer *
         int moved = 0, pending = 0;
         jaccl_result_t rc = shm_scan(t, x, n, &moved, &pending);
         if (rc != JACCL_SUCCESS) return rc;
-        if (pending == 0 || (moved && any) || deadline_ns == JACCL_TP_NOWAIT) return JACCL_SUCCESS;
+        if (pending == 0 || (moved && any)) return JACCL_SUCCESS;
+        if (deadline_ns == JACCL_TP_NOWAIT)
+            return moved ? JACCL_SUCCESS : shm_nowait_check(t, x, n);
         if (moved) {
             idle_since = 0;
             polls = 0;

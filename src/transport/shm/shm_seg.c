@@ -190,13 +190,20 @@ int jaccl_shm_cma_fast(struct shm_tp *t)
     for (int k = 0; k < 3; k++) {
         double t0 = now_s();
         ssize_t got = process_vm_readv(getpid(), &l, 1, &r, 1, 0);
+        int why = errno;
         double t1 = now_s();
         memcpy(buf, buf + n, n);
         double t2 = now_s();
-        if (got == (ssize_t)n && t1 - t0 < cma) cma = t1 - t0;
+        if (got != (ssize_t)n) {
+            log_info("shm: single copy is off: process_vm_readv of our own memory: %s",
+                     got < 0 ? strerror(why) : "short read");
+            break;
+        }
+        if (t1 - t0 < cma) cma = t1 - t0;
         if (t2 - t1 < copy) copy = t2 - t1;
     }
     free(buf);
+    if (cma == 1e9) return 0;
     t->cma_fast = cma < copy;
     log_info("shm: single copy is %s: process_vm_readv %.1f GB/s, memcpy %.1f GB/s, measured at "
              "the first large send (JACCL_SHM_SINGLE_COPY=0/1 decides instead)",
