@@ -16,12 +16,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define TCP_MAGIC     0x4a43434cu /* "JCCL" */
 #define TCP_VERSION   2
 #define TCP_MAX_LINKS JACCL_MAX_LINKS
 #define STALL_WARN_MS 10000
+/*
+ * Transfers queued on one socket and direction that one system call moves
+ * together (a header and its data, several messages): over loopback each
+ * send costs a pass through the whole stack, 4-5 us on this VM, so a header
+ * sent apart from its data made a 2 KiB all-reduce take 19 us instead of 10.
+ */
+#define TCP_GATHER    8
+#define TCP_LOOKAHEAD (4 * TCP_GATHER) /* how far behind the head to look for them */
 
 const struct jaccl_hs_proto jaccl_tcp_proto = {
     .magic = TCP_MAGIC, .version = TCP_VERSION, .body_len = JACCL_TCP_HELLO_LEN, .who = "tcp"};
@@ -225,34 +235,63 @@ static int tcp_links(struct jaccl_tp *tp, int peer)
     return ((struct tcp_tp *)tp)->nlinks;
 }
 
-/* Move as many bytes of x as the socket takes now; *moved is set if any moved. */
-static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int *moved)
+static jaccl_result_t tcp_move_error(struct tcp_tp *t, const struct jaccl_xfer *x, ssize_t n)
 {
-    int fd = t->fds[x->peer * t->nlinks + x->link];
-    while (x->done < x->len) {
-        char *p = (char *)x->buf + x->done;
-        size_t left = x->len - x->done;
-        ssize_t n = x->dir == JACCL_XFER_SEND ? send(fd, p, left, MSG_NOSIGNAL | MSG_DONTWAIT)
-                                              : recv(fd, p, left, MSG_DONTWAIT);
-        if (n > 0) {
-            x->done += (size_t)n;
-            *moved = 1;
-            continue;
+    char name[128];
+    peer_name(t, x->peer, name, sizeof(name));
+    if (n == 0 || errno == ECONNRESET || errno == EPIPE)
+        return jaccl_err_set(t->base.err, JACCL_ERR_REMOTE,
+                             "%s %s its connection (link %d) with %zu of %zu bytes %s; it "
+                             "exited, crashed or failed: check its output",
+                             name, n == 0 ? "closed" : "reset", x->link, x->done, x->len,
+                             x->dir == JACCL_XFER_SEND ? "sent" : "received");
+    return jaccl_err_set(t->base.err, JACCL_ERR_REMOTE, "%s %s failed (link %d): %s",
+                         x->dir == JACCL_XFER_SEND ? "send to" : "recv from", name, x->link,
+                         strerror(errno));
+}
+
+/* x[i] (the head of its queue) and the unfinished transfers behind it on that queue, in order. */
+static int tcp_gather(const struct jaccl_xfer *x, int i, int n, int *idx)
+{
+    int k = 0, end = n - i > TCP_LOOKAHEAD ? i + TCP_LOOKAHEAD : n;
+    idx[k++] = i;
+    for (int j = i + 1; j < end && k < TCP_GATHER; j++)
+        if (x[j].peer == x[i].peer && x[j].link == x[i].link && x[j].dir == x[i].dir &&
+            x[j].done < x[j].len)
+            idx[k++] = j;
+    return k;
+}
+
+/* Move as many bytes of x[i] and its queue as the socket takes now; *moved if any moved. */
+static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int i, int n, int *moved)
+{
+    int idx[TCP_GATHER], ng = tcp_gather(x, i, n, idx), first = 0;
+    int fd = t->fds[x[i].peer * t->nlinks + x[i].link], send = x[i].dir == JACCL_XFER_SEND;
+    for (;;) {
+        struct iovec v[TCP_GATHER];
+        int nv = 0;
+        while (first < ng && x[idx[first]].done == x[idx[first]].len) first++;
+        if (first == ng) return JACCL_SUCCESS;
+        for (int k = first; k < ng; k++) {
+            struct jaccl_xfer *y = &x[idx[k]];
+            v[nv++] = (struct iovec){(char *)y->buf + y->done, y->len - y->done};
         }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
-        char name[128];
-        peer_name(t, x->peer, name, sizeof(name));
-        if (n == 0 || errno == ECONNRESET || errno == EPIPE)
-            return jaccl_err_set(t->base.err, JACCL_ERR_REMOTE,
-                                 "%s %s its connection (link %d) with %zu of %zu bytes %s; it "
-                                 "exited, crashed or failed: check its output",
-                                 name, n == 0 ? "closed" : "reset", x->link, x->done, x->len,
-                                 x->dir == JACCL_XFER_SEND ? "sent" : "received");
-        return jaccl_err_set(t->base.err, JACCL_ERR_REMOTE, "%s %s failed (link %d): %s",
-                             x->dir == JACCL_XFER_SEND ? "send to" : "recv from", name, x->link,
-                             strerror(errno));
+        struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)nv};
+        ssize_t got =
+            send ? sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) : recvmsg(fd, &m, MSG_DONTWAIT);
+        if (got <= 0) {
+            if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                return JACCL_SUCCESS;
+            return tcp_move_error(t, &x[idx[first]], got);
+        }
+        *moved = 1;
+        for (int k = first; k < ng && got > 0; k++) {
+            struct jaccl_xfer *y = &x[idx[k]];
+            size_t take = y->len - y->done < (size_t)got ? y->len - y->done : (size_t)got;
+            y->done += take;
+            got -= (ssize_t)take;
+        }
     }
-    return JACCL_SUCCESS;
 }
 
 /* One pass over the head transfer of every queue; counts what is still pending. */
@@ -270,7 +309,7 @@ static jaccl_result_t tcp_scan(struct tcp_tp *t, struct jaccl_xfer *x, int n, in
             continue;
         }
         t->stamp[q] = t->gen;
-        jaccl_result_t rc = tcp_move(t, &x[i], moved);
+        jaccl_result_t rc = tcp_move(t, x, i, n, moved);
         if (rc != JACCL_SUCCESS) return rc;
         if (x[i].done < x[i].len) (*pending)++;
     }
