@@ -225,7 +225,7 @@ static jaccl_result_t env_job_key(struct jaccl_env *env, struct jaccl_err *e)
 
 static jaccl_result_t env_tuning(struct jaccl_env *env, struct jaccl_err *e)
 {
-    long sockets = 1, spin_us = 100, bidir = 0;
+    long sockets = 0, spin_us = 100, bidir = 0; /* sockets 0: chosen at init (comm.c) */
     jaccl_result_t rc = env_int("JACCL_TCP_SOCKETS", 1, JACCL_MAX_LINKS, &sockets, e);
     if (rc == JACCL_SUCCESS) rc = env_int("JACCL_SPIN_US", 0, 10000000, &spin_us, e);
     if (rc == JACCL_SUCCESS) rc = env_int("JACCL_RING_BIDIR", 0, 1, &bidir, e);

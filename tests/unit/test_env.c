@@ -38,7 +38,7 @@ static void test_defaults_single_rank(void **state)
     assert_int_equal(env.size, 1);
     assert_string_equal(env.transport, "auto");
     assert_true(env.timeout_s > 0);
-    assert_int_equal(env.tcp_sockets, 1);
+    assert_int_equal(env.tcp_sockets, 0); /* unset: chosen at init from the hosts */
 }
 
 static void test_full_config(void **state)
