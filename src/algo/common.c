@@ -63,16 +63,17 @@ static int run_grow(struct jaccl_algo_ctx *c, int need)
     return 0;
 }
 
-/* ---- headers: every collective and message says what it is ---- */
-
-#define HDR_LEN      32
-#define HDR_MAGIC    0x4a48u /* "JH" */
 /*
  * Streams shorter than this stay on a peer's first link: a part per link
  * costs a system call per link (4-5 us each over TCP loopback here), more
  * than the links save below ~128 KiB.
  */
 #define STRIPE_MIN ((size_t)128 << 10)
+
+/* ---- headers: every collective and message says what it is ---- */
+
+#define HDR_LEN      32
+#define HDR_MAGIC    0x4a48u /* "JH" */
 #define COALESCE_MAX 1024    /* a first part this small travels in the header's own send */
 
 /* One header sent or expected in a run, with the first part of a stream when small. */
