@@ -26,7 +26,8 @@ typedef struct {
     char *sendbuf;
     char *recvbuf;
     FILE *json;
-    bench_row_t *rows;
+    bench_row_t *rows; /* p2p: p2p_rows */
+    p2p_row_t *p2p_rows;
     size_t nrows;
     size_t rowcap;
 } bench_t;
@@ -45,7 +46,7 @@ static const char *const call_names[] = {
     [COLL_ALLREDUCE] = "jaccl_allreduce",      [COLL_ALLGATHER] = "jaccl_allgather",
     [COLL_SENDRECV] = "jaccl_send/jaccl_recv", [COLL_REDUCESCATTER] = "jaccl_reduce_scatter",
     [COLL_BROADCAST] = "jaccl_broadcast",      [COLL_REDUCE] = "jaccl_reduce",
-    [COLL_ALLTOALL] = "jaccl_alltoall"};
+    [COLL_ALLTOALL] = "jaccl_alltoall",        [COLL_P2P] = "jaccl_send/jaccl_recv"};
 
 static void check_result(const bench_t *b, jaccl_result_t rc, const char *call)
 {
@@ -177,7 +178,8 @@ static void print_header(bench_t *b)
     if (gethostname(me.host, sizeof me.host - 1) != 0) strcpy(me.host, "?");
     JCALL(b, jaccl_allgather, &me, all, sizeof me, JACCL_UINT8, b->comm);
     for (int r = 0; r < b->nranks; r++) all[r].host[sizeof all[r].host - 1] = '\0';
-    if (b->rank == 0) report_header(stdout, &b->o, b->nranks, all);
+    if (b->rank == 0 && b->o.coll == COLL_P2P) report_p2p_header(stdout, &b->o, b->nranks, all);
+    if (b->rank == 0 && b->o.coll != COLL_P2P) report_header(stdout, &b->o, b->nranks, all);
     free(all);
 }
 
@@ -233,6 +235,7 @@ static jaccl_result_t call_coll(bench_t *b, const void *in, void *out, size_t co
     case COLL_ALLTOALL:
         return jaccl_alltoall(in, out, count, t, b->comm);
     case COLL_SENDRECV: /* run_sendrecv */
+    case COLL_P2P:      /* bench_p2p */
         break;
     }
     return JACCL_ERR_INTERNAL;
@@ -303,6 +306,8 @@ static uint64_t verify_output(const bench_t *b, const bench_layout_t *l, int inp
         return verify_from(b, out, l->count, b->o.root, 0, label, "from root");
     case COLL_SENDRECV:
         return verify_from(b, out, l->count, prev, 0, label, "from rank");
+    case COLL_P2P: /* p2p_step checks its own */
+        return 0;
     case COLL_ALLGATHER:
         return verify_blocks(b, l, 0, label);
     case COLL_ALLTOALL:
@@ -410,8 +415,77 @@ static int root_column(const bench_t *b)
     return opts_coll_rooted(b->o.coll) ? b->o.root : -1;
 }
 
+/* ---- p2p (p2p.c times it over these calls) ---- */
+
+static void jb_send(void *ctx, const void *buf, size_t count, int peer)
+{
+    bench_t *b = ctx;
+    JCALL(b, jaccl_send, buf, count, b->o.dtype, peer, b->comm);
+}
+
+static void jb_recv(void *ctx, void *buf, size_t count, int peer)
+{
+    bench_t *b = ctx;
+    JCALL(b, jaccl_recv, buf, count, b->o.dtype, peer, b->comm);
+}
+
+/* Receives are posted first, as a receiver that is ready is what a window measures. */
+static void jb_window(void *ctx, const void *sbuf, int nsend, void *rbuf, int nrecv, size_t count,
+                      int peer)
+{
+    bench_t *b = ctx;
+    jaccl_request_t req[2 * 1024];
+    int n = 0;
+    for (int i = 0; i < nrecv; i++)
+        JCALL(b, jaccl_irecv, rbuf, count, b->o.dtype, peer, b->comm, &req[n++]);
+    for (int i = 0; i < nsend; i++)
+        JCALL(b, jaccl_isend, sbuf, count, b->o.dtype, peer, b->comm, &req[n++]);
+    JCALL(b, jaccl_wait_all, n, req);
+}
+
+static void jb_barrier(void *ctx)
+{
+    barrier(ctx);
+}
+
+static void jb_max_f64(void *ctx, double *v, int n)
+{
+    bench_t *b = ctx;
+    JCALL(b, jaccl_allreduce, v, v, (size_t)n, JACCL_FLOAT64, JACCL_MAX, b->comm);
+}
+
+static void jb_sum_u64(void *ctx, uint64_t *v, int n)
+{
+    bench_t *b = ctx;
+    JCALL(b, jaccl_allreduce, v, v, (size_t)n, JACCL_UINT64, JACCL_SUM, b->comm);
+}
+
+static void bench_p2p(bench_t *b)
+{
+    const p2p_ops_t ops = {.ctx = b,
+                           .send = jb_send,
+                           .recv = jb_recv,
+                           .window = jb_window,
+                           .barrier = jb_barrier,
+                           .max_f64 = jb_max_f64,
+                           .sum_u64 = jb_sum_u64};
+    const p2p_ctx_t p = {.o = &b->o,
+                         .ops = &ops,
+                         .pattern = &b->pattern,
+                         .rank = b->rank,
+                         .nranks = b->nranks,
+                         .elemsize = b->elemsize,
+                         .sendbuf = b->sendbuf,
+                         .recvbuf = b->recvbuf};
+    b->nrows = p2p_run(&p, &b->p2p_rows);
+}
+
 static void bench_sizes(bench_t *b)
 {
+    if (b->o.coll == COLL_P2P) {
+        bench_p2p(b);
+        return;
+    }
     size_t last_count = 0;
     if (b->o.coll == COLL_SENDRECV && b->nranks < 2) {
         if (b->rank == 0) printf("# sendrecv needs at least 2 ranks: nothing to measure\n");
@@ -433,8 +507,11 @@ static void bench_sizes(bench_t *b)
 static int32_t write_json(bench_t *b, uint64_t wrong, double avg)
 {
     if (b->json == NULL) return 0;
-    int failed = report_json_root(b->json, &b->o, b->nranks, b->rows, b->nrows, wrong, avg,
-                                  root_column(b)) != 0;
+    int failed =
+        b->o.coll == COLL_P2P
+            ? report_p2p_json(b->json, &b->o, b->nranks, b->p2p_rows, b->nrows, wrong, avg) != 0
+            : report_json_root(b->json, &b->o, b->nranks, b->rows, b->nrows, wrong, avg,
+                               root_column(b)) != 0;
     if (fclose(b->json) != 0) failed = 1;
     b->json = NULL;
     if (!failed) return 0;
@@ -448,7 +525,10 @@ static int finish(bench_t *b)
 {
     uint64_t wrong;
     double avg;
-    report_totals(b->rows, b->nrows, &wrong, &avg);
+    if (b->o.coll == COLL_P2P)
+        report_p2p_totals(b->p2p_rows, b->nrows, &wrong, &avg);
+    else
+        report_totals(b->rows, b->nrows, &wrong, &avg);
     int32_t status = wrong > 0 ? 1 : 0;
     if (b->rank == 0) {
         report_footer(stdout, &b->o, wrong, avg);
@@ -474,6 +554,7 @@ int main(int argc, char **argv)
     b.comm = NULL; /* freed either way: there is no detail left to read */
     check_result(&b, rc_destroy, "jaccl_comm_destroy");
     free(b.rows);
+    free(b.p2p_rows);
     free(b.sendbuf);
     free(b.recvbuf);
     return status;

@@ -18,7 +18,8 @@ typedef enum {
     COLL_REDUCESCATTER,
     COLL_BROADCAST,
     COLL_REDUCE,
-    COLL_ALLTOALL
+    COLL_ALLTOALL,
+    COLL_P2P
 } bench_coll_t;
 
 typedef struct {
@@ -32,6 +33,7 @@ typedef struct {
     jaccl_dtype_t dtype;
     jaccl_op_t op;
     int root;              /* broadcast and reduce; checked against the size later */
+    int window;            /* p2p: messages in flight per bandwidth step */
     const char *json_path; /* NULL: no JSON output */
 } bench_opts_t;
 
@@ -105,5 +107,59 @@ int report_json(FILE *f, const bench_opts_t *o, int nranks, const bench_row_t *r
 /* report_json with root as every row's root (report_json writes -1). */
 int report_json_root(FILE *f, const bench_opts_t *o, int nranks, const bench_row_t *rows,
                      size_t nrows, uint64_t wrong, double avg_busbw, int root);
+
+/*
+ * p2p (p2p.c): the library's calls that the point-to-point steps use; each
+ * ends the job on an error, as peer.h's do.  window posts nsend sends of
+ * sbuf and nrecv receives into rbuf, count elements each, with peer, all at
+ * once, and returns when every one is done.
+ */
+typedef struct {
+    void *ctx;
+    void (*send)(void *ctx, const void *buf, size_t count, int peer);
+    void (*recv)(void *ctx, void *buf, size_t count, int peer);
+    void (*window)(void *ctx, const void *sbuf, int nsend, void *rbuf, int nrecv, size_t count,
+                   int peer);
+    void (*barrier)(void *ctx);
+    void (*max_f64)(void *ctx, double *v, int n);
+    void (*sum_u64)(void *ctx, uint64_t *v, int n);
+} p2p_ops_t;
+
+typedef struct {
+    const bench_opts_t *o;
+    const p2p_ops_t *ops;
+    const bench_pattern_t *pattern;
+    int rank;
+    int nranks;
+    size_t elemsize;
+    char *sendbuf; /* both hold a whole message */
+    char *recvbuf;
+} p2p_ctx_t;
+
+typedef struct {
+    size_t bytes;
+    size_t elems;
+    int window;        /* messages in flight in the bandwidth steps */
+    double latency_us; /* half a round trip */
+    double bw;         /* GB/s, rank 0 to rank 1 */
+    double bibw;       /* GB/s, both ways together */
+    uint64_t wrong;
+} p2p_row_t;
+
+/* The window used at bytes: -W, fewer where -W messages would exceed 128 MiB. */
+int p2p_window(const bench_opts_t *o, size_t bytes);
+/*
+ * Every size from -b to -e on every rank (ranks 0 and 1 exchange, all agree on
+ * the rows; rank 0 prints them): warm-up as nccl-tests, then per size an
+ * untimed and -n timed repetitions of each step and, with -c 1, one checked
+ * message each way.  *rows is malloc'd; returns how many.
+ */
+size_t p2p_run(const p2p_ctx_t *p, p2p_row_t **rows);
+void report_p2p_header(FILE *f, const bench_opts_t *o, int nranks, const bench_host_t *hosts);
+void report_p2p_row(FILE *f, const bench_opts_t *o, const p2p_row_t *row);
+/* Wrong elements over the rows, and their mean bandwidth (for report_footer). */
+void report_p2p_totals(const p2p_row_t *rows, size_t nrows, uint64_t *wrong, double *avg_bw);
+int report_p2p_json(FILE *f, const bench_opts_t *o, int nranks, const p2p_row_t *rows, size_t nrows,
+                    uint64_t wrong, double avg_bw);
 
 #endif /* JACCL_BENCH_H */

@@ -14,9 +14,10 @@
 
 /* In bench_coll_t order. */
 static const char *const coll_names[] = {"allreduce", "allgather", "sendrecv", "reducescatter",
-                                         "broadcast", "reduce",    "alltoall"};
+                                         "broadcast", "reduce",    "alltoall", "p2p"};
 
-#define COLL_LIST "allreduce, allgather, reducescatter, broadcast, reduce, alltoall or sendrecv"
+#define COLL_LIST                                                                                  \
+    "allreduce, allgather, reducescatter, broadcast, reduce, alltoall, sendrecv or p2p"
 
 /* Printed names follow nccl-tests (which has no bool, int16, uint16 or complex64). */
 static const char *const dtype_names[JACCL_DTYPE_COUNT] = {
@@ -79,6 +80,8 @@ static void usage(FILE *f)
                "            reduce only); for bool sum and max are OR, prod and min are AND\n"
                "            and there is no avg; complex64 has sum, prod and avg only\n"
                "  -r ROOT   root rank of broadcast and reduce (default 0)\n"
+               "  -W N      p2p: messages in flight in the bandwidth steps (default 64; fewer\n"
+               "            where N messages would exceed 128 MiB)\n"
                "  -J FILE   also write the results as JSON to FILE (rank 0)\n"
                "  -h        show this help\n"
                "\n"
@@ -89,6 +92,10 @@ static void usage(FILE *f)
                "alltoall), except for allgather: all gathered elements.  busbw is algbw\n"
                "times 2(n-1)/n for allreduce, (n-1)/n for allgather, reducescatter and\n"
                "alltoall, 1 for broadcast, reduce and sendrecv.\n"
+               "\n"
+               "p2p measures ranks 0 and 1 as the OSU micro-benchmarks do: latency is half\n"
+               "a ping-pong round trip, bw a window of -W messages from rank 0 to rank 1\n"
+               "followed by an acknowledgement, bibw a window each way at once.\n"
                "Exit status: 0 ok, 1 jaccl error or wrong results, 2 bad usage.\n");
 }
 
@@ -207,6 +214,7 @@ static void opts_defaults(bench_opts_t *o)
     o->check = 1;
     o->dtype = JACCL_FLOAT32;
     o->op = JACCL_SUM;
+    o->window = 64;
 }
 
 static int parse_flag(int c, const char *arg, bench_opts_t *o)
@@ -230,6 +238,8 @@ static int parse_flag(int c, const char *arg, bench_opts_t *o)
         return parse_op(arg, &o->op);
     case 'r':
         return parse_int('r', arg, 0, INT_MAX, &o->root);
+    case 'W':
+        return parse_int('W', arg, 1, 1024, &o->window);
     case 'J':
         o->json_path = arg;
         return 0;
@@ -247,7 +257,7 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
 {
     int c;
     opterr = 0; /* our messages name the flag and what it expects */
-    while ((c = getopt(argc, argv, ":b:e:f:n:w:c:d:o:r:J:h")) != -1) {
+    while ((c = getopt(argc, argv, ":b:e:f:n:w:c:d:o:r:W:J:h")) != -1) {
         if (c == 'h') return OPTS_HELP;
         if (parse_flag(c, optarg, o) != 0) return OPTS_ERROR;
     }

@@ -3,6 +3,14 @@
 
 #include <errno.h>
 
+static void report_ranks(FILE *f, int nranks, const bench_host_t *hosts)
+{
+    fprintf(f, "#\n# Using ranks\n");
+    for (int r = 0; r < nranks; r++)
+        fprintf(f, "#  Rank %2d Pid %6d on %10s\n", r, hosts[r].pid, hosts[r].host);
+    fprintf(f, "#\n");
+}
+
 void report_header(FILE *f, const bench_opts_t *o, int nranks, const bench_host_t *hosts)
 {
     fprintf(f, "# jaccl-bench %s: nranks %d dtype %s op %s\n", opts_coll_name(o->coll), nranks,
@@ -11,10 +19,7 @@ void report_header(FILE *f, const bench_opts_t *o, int nranks, const bench_host_
             "# minBytes %zu maxBytes %zu step: %g(factor) warmup iters: %d iters: %d "
             "validation: %d\n",
             o->minbytes, o->maxbytes, o->stepfactor, o->warmup, o->iters, o->check);
-    fprintf(f, "#\n# Using ranks\n");
-    for (int r = 0; r < nranks; r++)
-        fprintf(f, "#  Rank %2d Pid %6d on %10s\n", r, hosts[r].pid, hosts[r].host);
-    fprintf(f, "#\n");
+    report_ranks(f, nranks, hosts);
     /* Column layout copied from nccl-tests so existing parsers keep working. */
     fprintf(f,
             "# %10s  %12s  %8s  %6s  %6s           out-of-place                       in-place\n",
@@ -144,4 +149,66 @@ void report_totals(const bench_row_t *rows, size_t nrows, uint64_t *wrong, doubl
         }
     }
     *avg_busbw = nbw > 0 ? bw / nbw : 0.0;
+}
+
+/* ---- p2p: its own columns (OSU's measurements, nccl-tests' layout) ---- */
+
+void report_p2p_header(FILE *f, const bench_opts_t *o, int nranks, const bench_host_t *hosts)
+{
+    fprintf(f, "# jaccl-bench p2p: ranks 0 and 1 of %d, dtype %s, window %d\n", nranks,
+            opts_dtype_name(o->dtype), o->window);
+    fprintf(f, "# minBytes %zu maxBytes %zu step: %g(factor) iters: %d validation: %d\n",
+            o->minbytes, o->maxbytes, o->stepfactor, o->iters, o->check);
+    fprintf(f, "# latency: half a ping-pong; bw: a window of messages 0 -> 1, then an ack;\n"
+               "# bibw: a window each way at once\n");
+    report_ranks(f, nranks, hosts);
+    fprintf(f, "# %10s  %12s  %8s  %6s  %8s  %7s  %7s  %6s\n", "size", "count", "type", "window",
+            "latency", "bw", "bibw", "#wrong");
+    fprintf(f, "# %10s  %12s  %8s  %6s  %8s  %7s  %7s  %6s\n", "(B)", "(elements)", "", "", "(us)",
+            "(GB/s)", "(GB/s)", "");
+}
+
+void report_p2p_row(FILE *f, const bench_opts_t *o, const p2p_row_t *row)
+{
+    char time[32], wrong[32] = "N/A";
+    format_time(time, sizeof time, row->latency_us);
+    if (o->check) snprintf(wrong, sizeof wrong, "%llu", (unsigned long long)row->wrong);
+    fprintf(f, "%12zu  %12zu  %8s  %6d  %8s  %7.3f  %7.3f  %6s\n", row->bytes, row->elems,
+            opts_dtype_name(o->dtype), row->window, time, row->bw, row->bibw, wrong);
+    fflush(f);
+}
+
+void report_p2p_totals(const p2p_row_t *rows, size_t nrows, uint64_t *wrong, double *avg_bw)
+{
+    double bw = 0;
+    *wrong = 0;
+    for (size_t i = 0; i < nrows; i++) {
+        *wrong += rows[i].wrong;
+        bw += rows[i].bw;
+    }
+    *avg_bw = nrows ? bw / (double)nrows : 0.0;
+}
+
+int report_p2p_json(FILE *f, const bench_opts_t *o, int nranks, const p2p_row_t *rows, size_t nrows,
+                    uint64_t wrong, double avg_bw)
+{
+    fprintf(f,
+            "{\n  \"collective\": \"p2p\", \"nranks\": %d, \"dtype\": \"%s\", \"window\": %d,\n"
+            "  \"minbytes\": %zu, \"maxbytes\": %zu, \"stepfactor\": %.6g, \"iters\": %d, "
+            "\"check\": %d,\n  \"rows\": [",
+            nranks, opts_dtype_name(o->dtype), o->window, o->minbytes, o->maxbytes, o->stepfactor,
+            o->iters, o->check);
+    for (size_t i = 0; i < nrows; i++)
+        fprintf(f,
+                "%s\n    {\"size\": %zu, \"count\": %zu, \"window\": %d, \"latency_us\": %.6g, "
+                "\"bw_gbps\": %.6g, \"bibw_gbps\": %.6g, \"wrong\": %llu}",
+                i ? "," : "", rows[i].bytes, rows[i].elems, rows[i].window, rows[i].latency_us,
+                rows[i].bw, rows[i].bibw, (unsigned long long)rows[i].wrong);
+    fprintf(f, "\n  ],\n  \"wrong\": %llu,\n  \"avg_bw_gbps\": %.6g\n}\n",
+            (unsigned long long)wrong, avg_bw);
+    if (fflush(f) != 0 || ferror(f)) {
+        if (errno == 0) errno = EIO;
+        return -1;
+    }
+    return 0;
 }

@@ -28,7 +28,8 @@ typedef struct {
     char *sendbuf;
     char *recvbuf;
     FILE *json;
-    bench_row_t *rows;
+    bench_row_t *rows; /* p2p: p2p_rows */
+    p2p_row_t *p2p_rows;
     size_t nrows;
     size_t rowcap;
 } drv_t;
@@ -84,6 +85,7 @@ static void usage(FILE *f, const char *prog)
                "  -c 0|1    verify results after timing (default 1)\n"
                "  -d TYPE   element type, as jaccl-bench (default float)\n"
                "  -o OP     sum prod min max (default sum; allreduce only)\n"
+               "  -W N      p2p: messages in flight in the bandwidth steps (default 64)\n"
                "  -J FILE   also write the results as JSON to FILE (rank 0)\n"
                "  -h        show this help\n\n"
                "Exit status: 0 ok, 1 library error or wrong results, 2 bad usage.\n");
@@ -167,12 +169,12 @@ static int32_t open_json(drv_t *d)
 /* 0 if this driver and the library can run o, else 2 after a message (rank 0). */
 static int32_t check_opts(const drv_t *d)
 {
-    int known =
-        d->o.coll == COLL_ALLREDUCE || d->o.coll == COLL_ALLGATHER || d->o.coll == COLL_SENDRECV;
+    bench_coll_t c = d->o.coll;
+    int known = c == COLL_ALLREDUCE || c == COLL_ALLGATHER || c == COLL_SENDRECV || c == COLL_P2P;
     if (known) return peer_check_opts(&d->o, d->rank == 0);
     if (d->rank == 0)
-        fprintf(stderr, "%s: %s is not implemented (allreduce, allgather, sendrecv)\n", d->prog,
-                opts_coll_name(d->o.coll));
+        fprintf(stderr, "%s: %s is not implemented (allreduce, allgather, sendrecv, p2p)\n",
+                d->prog, opts_coll_name(d->o.coll));
     return 2;
 }
 
@@ -204,7 +206,10 @@ static void print_header(drv_t *d)
     for (int r = 0; r < d->nranks; r++) all[r].host[sizeof all[r].host - 1] = '\0';
     FILE *mem = d->rank == 0 ? open_memstream(&text, &len) : NULL;
     if (mem != NULL) {
-        report_header(mem, &d->o, d->nranks, all);
+        if (d->o.coll == COLL_P2P)
+            report_p2p_header(mem, &d->o, d->nranks, all);
+        else
+            report_header(mem, &d->o, d->nranks, all);
         fclose(mem);
         mem = fmemopen(text, len, "r");
     }
@@ -376,8 +381,68 @@ static void warmup(drv_t *d)
     for (int i = 0; i < d->o.warmup && small.count > 0; i++) run_coll(d, &small, 0);
 }
 
+/* ---- p2p over the library (bench/p2p.c times it, as in jaccl-bench) ---- */
+
+static void pd_send(void *ctx, const void *buf, size_t count, int peer)
+{
+    peer_send(buf, count, &((drv_t *)ctx)->o, peer);
+}
+
+static void pd_recv(void *ctx, void *buf, size_t count, int peer)
+{
+    peer_recv(buf, count, &((drv_t *)ctx)->o, peer);
+}
+
+static void pd_window(void *ctx, const void *sbuf, int nsend, void *rbuf, int nrecv, size_t count,
+                      int peer)
+{
+    peer_window(sbuf, nsend, rbuf, nrecv, count, &((drv_t *)ctx)->o, peer);
+}
+
+static void pd_barrier(void *ctx)
+{
+    (void)ctx;
+    peer_barrier();
+}
+
+static void pd_max_f64(void *ctx, double *v, int n)
+{
+    (void)ctx;
+    peer_max_f64(v, n);
+}
+
+static void pd_sum_u64(void *ctx, uint64_t *v, int n)
+{
+    (void)ctx;
+    peer_sum_u64(v, n);
+}
+
+static void drv_p2p(drv_t *d)
+{
+    const p2p_ops_t ops = {.ctx = d,
+                           .send = pd_send,
+                           .recv = pd_recv,
+                           .window = pd_window,
+                           .barrier = pd_barrier,
+                           .max_f64 = pd_max_f64,
+                           .sum_u64 = pd_sum_u64};
+    const p2p_ctx_t p = {.o = &d->o,
+                         .ops = &ops,
+                         .pattern = &d->pattern,
+                         .rank = d->rank,
+                         .nranks = d->nranks,
+                         .elemsize = d->elemsize,
+                         .sendbuf = d->sendbuf,
+                         .recvbuf = d->recvbuf};
+    d->nrows = p2p_run(&p, &d->p2p_rows);
+}
+
 static void bench_sizes(drv_t *d)
 {
+    if (d->o.coll == COLL_P2P) {
+        drv_p2p(d);
+        return;
+    }
     size_t last_count = 0;
     if (d->o.coll == COLL_SENDRECV && d->nranks < 2) {
         if (d->rank == 0) printf("# sendrecv needs at least 2 ranks: nothing to measure\n");
@@ -400,7 +465,10 @@ static void bench_sizes(drv_t *d)
 static int32_t write_json(drv_t *d, uint64_t wrong, double avg)
 {
     if (d->json == NULL) return 0;
-    int failed = report_json(d->json, &d->o, d->nranks, d->rows, d->nrows, wrong, avg) != 0;
+    int failed =
+        d->o.coll == COLL_P2P
+            ? report_p2p_json(d->json, &d->o, d->nranks, d->p2p_rows, d->nrows, wrong, avg) != 0
+            : report_json(d->json, &d->o, d->nranks, d->rows, d->nrows, wrong, avg) != 0;
     if (fclose(d->json) != 0) failed = 1;
     d->json = NULL;
     if (!failed) return 0;
@@ -413,7 +481,10 @@ static int finish(drv_t *d)
 {
     uint64_t wrong;
     double avg;
-    report_totals(d->rows, d->nrows, &wrong, &avg);
+    if (d->o.coll == COLL_P2P)
+        report_p2p_totals(d->p2p_rows, d->nrows, &wrong, &avg);
+    else
+        report_totals(d->rows, d->nrows, &wrong, &avg);
     int32_t status = wrong > 0 ? 1 : 0;
     if (d->rank == 0) {
         report_footer(stdout, &d->o, wrong, avg);
@@ -442,6 +513,7 @@ int main(int argc, char **argv)
     if (d.json != NULL) fclose(d.json);
     peer_finalize();
     free(d.rows);
+    free(d.p2p_rows);
     free(d.sendbuf);
     free(d.recvbuf);
     return status;

@@ -208,8 +208,9 @@ const char *peer_library(void)
 void peer_usage(FILE *f, const char *prog)
 {
     fprintf(f,
-            "COLLECTIVE: allreduce (gloo::allreduce, ring), allgather (gloo::allgather) or\n"
-            "            sendrecv (unbound buffers, to the next rank)\n"
+            "COLLECTIVE: allreduce (gloo::allreduce, ring), allgather (gloo::allgather),\n"
+            "            sendrecv (unbound buffers, to the next rank) or p2p (ranks 0 and 1,\n"
+            "            unbound buffers with several sends or receives pending)\n"
             "Start it with jaccl-launch -n 2 %s allreduce.  Environment:\n"
             "  JACCL_RANK, JACCL_SIZE (or OMPI_COMM_WORLD_*, PMI_*, SLURM_*): this rank, ranks\n"
             "  GLOO_BENCH_STORE   rendezvous directory shared by all ranks, fresh for each\n"
@@ -280,6 +281,21 @@ void peer_recv(void *buf, size_t count, const bench_opts_t *o, int peer)
         auto ub = ctx->createUnboundBuffer(buf, count * elem_size(o->dtype));
         ub->recv(peer, kSendRecvSlot);
         ub->waitRecv();
+    });
+}
+
+/* One buffer each way, with nsend sends and nrecv receives pending on it at once. */
+void peer_window(const void *sbuf, int nsend, void *rbuf, int nrecv, size_t count,
+                 const bench_opts_t *o, int peer)
+{
+    guard("window", [&] {
+        size_t bytes = count * elem_size(o->dtype);
+        auto rb = ctx->createUnboundBuffer(rbuf, bytes);
+        auto sb = ctx->createUnboundBuffer(const_cast<void *>(sbuf), bytes);
+        for (int i = 0; i < nrecv; i++) rb->recv(peer, kSendRecvSlot);
+        for (int i = 0; i < nsend; i++) sb->send(peer, kSendRecvSlot);
+        for (int i = 0; i < nrecv; i++) rb->waitRecv();
+        for (int i = 0; i < nsend; i++) sb->waitSend();
     });
 }
 

@@ -33,8 +33,9 @@ const char *peer_library(void)
 void peer_usage(FILE *f, const char *prog)
 {
     fprintf(f,
-            "COLLECTIVE: allreduce (MPI_Allreduce), allgather (MPI_Allgather) or sendrecv\n"
-            "            (MPI_Send/MPI_Recv to the next rank)\n"
+            "COLLECTIVE: allreduce (MPI_Allreduce), allgather (MPI_Allgather), sendrecv\n"
+            "            (MPI_Send/MPI_Recv to the next rank) or p2p (ranks 0 and 1:\n"
+            "            MPI_Send/MPI_Recv ping-pong, MPI_Isend/MPI_Irecv windows)\n"
             "Start it with this MPI's launcher, e.g. mpiexec -n 2 %s allreduce.\n",
             prog);
 }
@@ -149,6 +150,21 @@ void peer_recv(void *buf, size_t count, const bench_opts_t *o, int peer)
 {
     check_count(count);
     MPI_Recv(buf, (int)count, mpi_type(o->dtype), peer, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+}
+
+/* Receives first, as jaccl-bench posts them. */
+void peer_window(const void *sbuf, int nsend, void *rbuf, int nrecv, size_t count,
+                 const bench_opts_t *o, int peer)
+{
+    static MPI_Status status[2 * 1024]; /* not MPI_STATUSES_IGNORE: gcc 12 warns on it */
+    MPI_Request req[2 * 1024];
+    int n = 0;
+    check_count(count);
+    for (int i = 0; i < nrecv; i++)
+        MPI_Irecv(rbuf, (int)count, mpi_type(o->dtype), peer, 1, MPI_COMM_WORLD, &req[n++]);
+    for (int i = 0; i < nsend; i++)
+        MPI_Isend(sbuf, (int)count, mpi_type(o->dtype), peer, 1, MPI_COMM_WORLD, &req[n++]);
+    MPI_Waitall(n, req, status);
 }
 
 void peer_barrier(void)

@@ -25,7 +25,7 @@ void peer_usage(FILE *f, const char *prog);
 void peer_init(int *argc, char ***argv, int *rank, int *nranks);
 /* Bytes per element of dtype; 0 if the library has no such type. */
 size_t peer_elem_size(jaccl_dtype_t dtype);
-/* 0 if the library can run o (one of allreduce, allgather, sendrecv), else prints
+/* 0 if the library can run o (one of allreduce, allgather, sendrecv, p2p), else prints
  * why (when verbose) and returns 2. */
 int peer_check_opts(const bench_opts_t *o, int verbose);
 
@@ -35,6 +35,10 @@ void peer_allreduce(const void *in, void *out, size_t count, const bench_opts_t 
 void peer_allgather(const void *in, void *out, size_t count, const bench_opts_t *o);
 void peer_send(const void *buf, size_t count, const bench_opts_t *o, int peer);
 void peer_recv(void *buf, size_t count, const bench_opts_t *o, int peer);
+/* Posts nsend non-blocking sends of sbuf and nrecv receives into rbuf (count elements
+ * each) with peer, then waits for all of them (p2p's bandwidth window). */
+void peer_window(const void *sbuf, int nsend, void *rbuf, int nrecv, size_t count,
+                 const bench_opts_t *o, int peer);
 
 /* Bookkeeping collectives of the driver (never timed). */
 void peer_barrier(void);
