@@ -465,7 +465,7 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
 struct batch_part {
     struct jaccl_algo_ctx *c;
     struct run_hdrs H;
-    char *hmem;           /* H's slots and staging: stable while the lane's array grows */
+    char *hmem; /* H's slots and staging, after st[]: stable while the lane's array grows */
     struct jaccl_err err; /* this part's own error: "rank R: CALL: ..." */
     const volatile int *aborted;
     int64_t deadline_ns;
@@ -481,7 +481,7 @@ struct batch_part {
 struct batch_lane {
     struct jaccl_tp *tp;
     struct jaccl_xfer *x;
-    int n, cap;
+    int start, n, cap; /* x[start, n) run; those before start belong to finished parts */
     struct batch_part *head, *tail;
     jaccl_result_t dead; /* a failure left its links out of step: later parts fail at once */
     char dead_msg[JACCL_ERR_LEN];
@@ -491,7 +491,12 @@ struct jaccl_batch {
     struct batch_lane *lanes;
     int nlanes, running;
     struct batch_part *done, *done_tail;
+    struct batch_part *spare; /* finished one-stream parts kept for the next message */
+    int nspare;
 };
+
+/* One-stream parts kept for reuse: a window of sends allocates nothing once warm. */
+#define BATCH_SPARE 256
 
 jaccl_result_t jaccl_batch_new(struct jaccl_batch **out)
 {
@@ -503,8 +508,37 @@ jaccl_result_t jaccl_batch_new(struct jaccl_batch **out)
 
 static void part_free(struct batch_part *p)
 {
-    free(p->hmem);
     free(p);
+}
+
+/* Bytes of a part of ns streams, with its header slots and staging. */
+static size_t part_size(int ns)
+{
+    size_t n = (size_t)ns;
+    return sizeof(struct batch_part) + n * sizeof(struct jaccl_stream) +
+           n * (sizeof(struct hslot) + HDR_LEN + COALESCE_MAX);
+}
+
+static struct batch_part *part_alloc(struct jaccl_batch *b, int ns)
+{
+    struct batch_part *p = NULL;
+    if (ns == 1 && b->spare) {
+        p = b->spare;
+        b->spare = p->next;
+        b->nspare--;
+    }
+    return p ? p : malloc(part_size(ns));
+}
+
+static void part_release(struct jaccl_batch *b, struct batch_part *p)
+{
+    if (p->ns != 1 || b->nspare >= BATCH_SPARE) {
+        part_free(p);
+        return;
+    }
+    p->next = b->spare;
+    b->spare = p;
+    b->nspare++;
 }
 
 void jaccl_batch_free(struct jaccl_batch *b)
@@ -518,6 +552,10 @@ void jaccl_batch_free(struct jaccl_batch *b)
         free(b->lanes[i].x);
     }
     for (struct batch_part *p = b->done, *q; p; p = q) {
+        q = p->next;
+        part_free(p);
+    }
+    for (struct batch_part *p = b->spare, *q; p; p = q) {
         q = p->next;
         part_free(p);
     }
@@ -542,6 +580,15 @@ static int batch_lane(struct jaccl_batch *b, struct jaccl_tp *tp)
     return b->nlanes++;
 }
 
+/* Parts from p on moved down by k transfers. */
+static void lane_rebase(struct batch_part *p, int k)
+{
+    for (; p; p = p->next) {
+        p->base -= k;
+        for (int i = 0; i < p->H.n; i++) p->H.slot[i].xi -= k;
+    }
+}
+
 /* Take p out of its lane (its transfers are complete or the lane failed) into the finished list. */
 static void part_finish(struct jaccl_batch *b, struct batch_part *p, jaccl_result_t rc)
 {
@@ -553,14 +600,17 @@ static void part_finish(struct jaccl_batch *b, struct batch_part *p, jaccl_resul
     }
     *pp = p->next;
     if (l->tail == p) l->tail = prev;
-    /* Later parts move down over its transfers: their order on every link is kept. */
-    memmove(l->x + p->base, l->x + p->base + p->nx,
-            (size_t)(l->n - p->base - p->nx) * sizeof(*l->x));
-    l->n -= p->nx;
-    for (struct batch_part *q = p->next; q; q = q->next) {
-        q->base -= p->nx;
-        for (int i = 0; i < q->H.n; i++) q->H.slot[i].xi -= p->nx;
+    if (!prev) {
+        /* The oldest part, as most are: its transfers are left behind the start, not copied. */
+        l->start = p->base + p->nx;
+    } else {
+        /* Later parts move down over its transfers: their order on every link is kept. */
+        memmove(l->x + p->base, l->x + p->base + p->nx,
+                (size_t)(l->n - p->base - p->nx) * sizeof(*l->x));
+        l->n -= p->nx;
+        lane_rebase(p->next, p->nx);
     }
+    if (!l->head) l->start = l->n = 0;
     p->rc = rc;
     p->next = NULL;
     if (b->done_tail)
@@ -580,12 +630,16 @@ static int part_setup(struct batch_lane *l, struct batch_part *p, struct jaccl_s
     if (hdr_prepare(c, st, ns, &p->H) != 0) return -1;
     /* The ctx's header buffer is reused by its next run: this part keeps its own. */
     size_t sl = (size_t)ns * sizeof(struct hslot);
-    p->hmem = malloc(sl + (size_t)ns * (HDR_LEN + COALESCE_MAX));
-    if (!p->hmem) return -1;
     p->H.slot = (struct hslot *)(void *)p->hmem;
     p->H.stage = p->hmem + sl;
     int nx = run_setup(c, st, ns, 0, NULL, &nred, &p->H);
     if (nx < 0) return -1;
+    if (l->n + nx > l->cap && l->start > 0) { /* drop the finished parts' transfers first */
+        memmove(l->x, l->x + l->start, (size_t)(l->n - l->start) * sizeof(*l->x));
+        lane_rebase(l->head, l->start);
+        l->n -= l->start;
+        l->start = 0;
+    }
     if (l->n + nx > l->cap) {
         int cap = l->cap ? l->cap : 64;
         while (cap < l->n + nx) cap *= 2;
@@ -607,7 +661,7 @@ jaccl_result_t jaccl_batch_add(struct jaccl_batch *b, struct jaccl_algo_ctx *c,
                                void *tag)
 {
     int li = batch_lane(b, c->tp);
-    struct batch_part *p = li < 0 ? NULL : calloc(1, sizeof(*p) + (size_t)ns * sizeof(*st));
+    struct batch_part *p = li < 0 ? NULL : part_alloc(b, ns);
     if (!p) return jaccl_err_set(c->err, JACCL_ERR_NOMEM, "cannot add %d transfers to a batch", ns);
     *p = (struct batch_part){.c = c,
                              .err = {.rank = c->err->rank, .call = c->err->call},
@@ -615,7 +669,8 @@ jaccl_result_t jaccl_batch_add(struct jaccl_batch *b, struct jaccl_algo_ctx *c,
                              .deadline_ns = c->deadline_ns,
                              .lane = li,
                              .tag = tag,
-                             .ns = ns};
+                             .ns = ns,
+                             .hmem = (char *)(p->st + ns)};
     memcpy(p->st, st, (size_t)ns * sizeof(*st));
     struct batch_lane *l = &b->lanes[li];
     if (!l->dead && part_setup(l, p, st, ns) != 0) {
@@ -744,12 +799,13 @@ static int lane_step(struct jaccl_batch *b, struct batch_lane *l, int64_t now)
 {
     if (!l->head) return 0;
     size_t before = 0, after = 0;
-    for (int i = 0; i < l->n; i++) before += l->x[i].done;
+    int first = l->start, nx = l->n - l->start; /* a part finishing moves the start */
+    for (int i = first; i < first + nx; i++) before += l->x[i].done;
     struct jaccl_err *prev = l->tp->err; /* parts are freed once taken: don't leave ours there */
     l->tp->err = &l->head->err;          /* a transport error is the oldest running part's */
-    jaccl_result_t rc = l->tp->ops->progress(l->tp, l->x, l->n, 1, JACCL_TP_NOWAIT);
+    jaccl_result_t rc = l->tp->ops->progress(l->tp, l->x + first, nx, 1, JACCL_TP_NOWAIT);
     l->tp->err = prev;
-    for (int i = 0; i < l->n; i++) after += l->x[i].done;
+    for (int i = first; i < first + nx; i++) after += l->x[i].done;
     if (rc != JACCL_SUCCESS) {
         lane_broken(b, l, rc);
         return 1;
@@ -784,7 +840,7 @@ int jaccl_batch_take(struct jaccl_batch *b, void **tag, jaccl_result_t *rc, char
     *tag = p->tag;
     *rc = p->rc;
     if (p->rc != JACCL_SUCCESS) snprintf(msg, len, "%s", p->err.msg);
-    part_free(p);
+    part_release(b, p);
     return 1;
 }
 

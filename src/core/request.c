@@ -26,6 +26,7 @@ struct jaccl_request {
     struct jaccl_call call;
     jaccl_result_t rc;
     int done, flushed;
+    int waited; /* a caller sleeps until this one is done */
     char msg[JACCL_ERR_LEN];
     struct jaccl_request *next;
 };
@@ -35,7 +36,8 @@ struct jaccl_worker {
     pthread_mutex_t mu;
     pthread_cond_t work, done;
     struct jaccl_request *head, *tail;
-    int pending; /* submitted, not yet complete (every communicator's) */
+    int pending;     /* submitted, not yet complete (every communicator's) */
+    int any_waiters; /* callers that sleep until some count drops: every completion wakes them */
     int stop, started;
     int refs;                  /* communicators sharing the links (the last one stops the thread) */
     int rank;                  /* for log lines of the thread */
@@ -97,7 +99,8 @@ static void worker_done(struct jaccl_worker *w, struct jaccl_request *q)
     q->comm->queued--;
     w->pending--;
     q->done = 1;
-    pthread_cond_broadcast(&w->done);
+    /* Only those who sleep on this one or on a count: a window of sends wakes its caller once. */
+    if (q->waited || w->any_waiters) pthread_cond_broadcast(&w->done);
 }
 
 /* With the lock held: the head, if it can run now. */
@@ -278,11 +281,15 @@ static jaccl_result_t worker_start(struct jaccl_comm *c, struct jaccl_worker *w)
     return JACCL_SUCCESS;
 }
 
-/* With the lock held: queued sends and receives may start. */
+/* With the lock held: queued sends and receives may start (a wake only if some were held). */
 static void worker_flush(struct jaccl_worker *w)
 {
-    for (struct jaccl_request *q = w->head; q; q = q->next) q->flushed = 1;
-    pthread_cond_signal(&w->work);
+    int held = 0;
+    for (struct jaccl_request *q = w->head; q; q = q->next) {
+        held |= !q->flushed;
+        q->flushed = 1;
+    }
+    if (held) pthread_cond_signal(&w->work);
 }
 
 jaccl_result_t jaccl_worker_submit(struct jaccl_comm *c, const struct jaccl_call *call,
@@ -330,7 +337,9 @@ void jaccl_worker_drain(struct jaccl_comm *c)
     if (!w || in_worker) return;
     pthread_mutex_lock(&w->mu);
     worker_flush(w);
+    w->any_waiters++;
     while (w->pending > 0) pthread_cond_wait(&w->done, &w->mu);
+    w->any_waiters--;
     pthread_mutex_unlock(&w->mu);
 }
 
@@ -341,7 +350,9 @@ void jaccl_worker_release(struct jaccl_comm *c)
     pthread_mutex_lock(&w->mu);
     worker_flush(w);
     /* Requests of c still queued (never waited for) run before c goes away. */
+    w->any_waiters++;
     while (c->queued > 0) pthread_cond_wait(&w->done, &w->mu);
+    w->any_waiters--;
     c->worker = NULL; /* the thread reads it while it runs c's requests */
     int last = --w->refs == 0;
     w->stop = last;
@@ -354,6 +365,31 @@ void jaccl_worker_release(struct jaccl_comm *c)
     pthread_cond_destroy(&w->done);
     jaccl_batch_free(w->batch);
     free(w);
+}
+
+/* With the lock held: sleep until q is done (every queued operation has a deadline). */
+static void worker_sleep_until(struct jaccl_worker *w, struct jaccl_request *q)
+{
+    while (!q->done) {
+        q->waited = 1;
+        pthread_cond_wait(&w->done, &w->mu);
+    }
+}
+
+/*
+ * Requests of one worker complete in issue order per peer and direction, so
+ * sleeping on the last first wakes once for all of them (not once per
+ * request).  Requests of several workers are left to the waits in turn.
+ */
+static void worker_sleep_all(int n, jaccl_request_t *requests)
+{
+    struct jaccl_worker *w = requests[0] ? requests[0]->comm->worker : NULL;
+    for (int i = 0; i < n; i++)
+        if (!w || !requests[i] || requests[i]->comm->worker != w) return;
+    pthread_mutex_lock(&w->mu);
+    worker_flush(w);
+    for (int i = n - 1; i >= 0; i--) worker_sleep_until(w, requests[i]);
+    pthread_mutex_unlock(&w->mu);
 }
 
 JACCL_API jaccl_result_t jaccl_test(jaccl_request_t q, int *done)
@@ -375,15 +411,16 @@ JACCL_API jaccl_result_t jaccl_wait(jaccl_request_t q)
     struct jaccl_worker *w = c->worker;
     pthread_mutex_lock(&w->mu);
     worker_flush(w);
-    /* Every queued operation has its own deadline, so this wait ends. */
-    while (!q->done) pthread_cond_wait(&w->done, &w->mu);
+    worker_sleep_until(w, q);
     jaccl_result_t rc = q->rc;
     /*
      * A failure's message becomes the communicator's last error.  The thread
      * writes c->err while it runs later requests, so wait until it is idle
      * (each request has a deadline; after a transport failure they fail fast).
      */
+    w->any_waiters++;
     while (rc != JACCL_SUCCESS && c->queued > 0) pthread_cond_wait(&w->done, &w->mu);
+    w->any_waiters--;
     if (rc != JACCL_SUCCESS) snprintf(c->err.msg, sizeof(c->err.msg), "%s", q->msg);
     pthread_mutex_unlock(&w->mu);
     free(q);
@@ -394,6 +431,7 @@ JACCL_API jaccl_result_t jaccl_wait_all(int n, jaccl_request_t *requests)
 {
     jaccl_result_t first = JACCL_SUCCESS;
     if (n < 0 || (n > 0 && !requests)) return JACCL_ERR_INVALID_ARGUMENT;
+    if (n > 1) worker_sleep_all(n, requests); /* then each wait below returns at once */
     for (int i = 0; i < n; i++) {
         jaccl_result_t rc = jaccl_wait(requests[i]);
         if (first == JACCL_SUCCESS) first = rc;
