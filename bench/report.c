@@ -73,7 +73,9 @@ void report_footer(FILE *f, const bench_opts_t *o, uint64_t wrong, double avg_bu
                 wrong ? "FAILED" : "OK");
     else
         fprintf(f, "# Out of bounds values : N/A (-c 0)\n");
-    fprintf(f, "# Avg bus bandwidth    : %g\n#\n", avg_busbw);
+    /* p2p's mean is of its window bandwidth, not a bus bandwidth */
+    fprintf(f, "# Avg %s : %g\n#\n", o->coll == COLL_P2P ? "window bandwidth" : "bus bandwidth   ",
+            avg_busbw);
     fflush(f);
 }
 

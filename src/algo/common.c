@@ -511,12 +511,18 @@ static void part_free(struct batch_part *p)
     free(p);
 }
 
+/* Offset of a part's header slots: after its ns streams, aligned for the slots. */
+static size_t part_hoff(int ns)
+{
+    size_t a = _Alignof(struct hslot),
+           off = sizeof(struct batch_part) + (size_t)ns * sizeof(struct jaccl_stream);
+    return (off + a - 1) / a * a;
+}
+
 /* Bytes of a part of ns streams, with its header slots and staging. */
 static size_t part_size(int ns)
 {
-    size_t n = (size_t)ns;
-    return sizeof(struct batch_part) + n * sizeof(struct jaccl_stream) +
-           n * (sizeof(struct hslot) + HDR_LEN + COALESCE_MAX);
+    return part_hoff(ns) + (size_t)ns * (sizeof(struct hslot) + HDR_LEN + COALESCE_MAX);
 }
 
 static struct batch_part *part_alloc(struct jaccl_batch *b, int ns)
@@ -670,7 +676,7 @@ jaccl_result_t jaccl_batch_add(struct jaccl_batch *b, struct jaccl_algo_ctx *c,
                              .lane = li,
                              .tag = tag,
                              .ns = ns,
-                             .hmem = (char *)(p->st + ns)};
+                             .hmem = (char *)p + part_hoff(ns)};
     memcpy(p->st, st, (size_t)ns * sizeof(*st));
     struct batch_lane *l = &b->lanes[li];
     if (!l->dead && part_setup(l, p, st, ns) != 0) {

@@ -367,6 +367,17 @@ void jaccl_worker_release(struct jaccl_comm *c)
     free(w);
 }
 
+/*
+ * With the lock held: the caller asks after q.  A worker napping between
+ * polls looks again at once, so a caller polling jaccl_test sets the pace,
+ * as it did before (a request already done needs no one woken).
+ */
+static void worker_kick(struct jaccl_worker *w, struct jaccl_request *q)
+{
+    worker_flush(w);
+    if (!q->done) pthread_cond_signal(&w->work);
+}
+
 /* With the lock held: sleep until q is done (every queued operation has a deadline). */
 static void worker_sleep_until(struct jaccl_worker *w, struct jaccl_request *q)
 {
@@ -397,7 +408,7 @@ JACCL_API jaccl_result_t jaccl_test(jaccl_request_t q, int *done)
     if (!q || !done) return JACCL_ERR_INVALID_ARGUMENT;
     struct jaccl_worker *w = q->comm->worker;
     pthread_mutex_lock(&w->mu);
-    worker_flush(w);
+    worker_kick(w, q);
     *done = q->done;
     pthread_mutex_unlock(&w->mu);
     if (!*done) return JACCL_SUCCESS;
@@ -410,7 +421,7 @@ JACCL_API jaccl_result_t jaccl_wait(jaccl_request_t q)
     struct jaccl_comm *c = q->comm;
     struct jaccl_worker *w = c->worker;
     pthread_mutex_lock(&w->mu);
-    worker_flush(w);
+    worker_kick(w, q);
     worker_sleep_until(w, q);
     jaccl_result_t rc = q->rc;
     /*
