@@ -360,6 +360,44 @@ static int many_p2p(jaccl_comm_t comm, void *arg)
     return check_sum(comm, 4);
 }
 
+/* ---- a sliding window ---- */
+
+/*
+ * W sends and W receives with the right and left neighbours stay in flight:
+ * each time the oldest pair is waited for, a new pair is issued, so the
+ * progress thread's batch rarely empties while finished messages leave it
+ * from the front and new ones join at the back, for many times its size
+ * (messages too large for a socket's buffer keep it busy).
+ */
+static int sliding_window(jaccl_comm_t comm, void *arg)
+{
+    enum { W = 32, TOTAL = 600, LEN = 40000 };
+    int me = jaccl_comm_rank(comm), n = jaccl_comm_size(comm);
+    int right = (me + 1) % n, left = (me + n - 1) % n;
+    char(*s)[LEN] = calloc(W, LEN), (*r)[LEN] = calloc(W, LEN);
+    jaccl_request_t q[2 * W];
+    (void)arg;
+    MP_CHECK(s && r, "out of memory");
+    for (int k = 0; k < TOTAL + W; k++) {
+        int slot = k % W;
+        size_t len = LEN - (size_t)(k % 97);
+        if (k >= W) { /* message k - W is in this slot: finish and check it */
+            size_t old = LEN - (size_t)((k - W) % 97);
+            MP_OK(comm, jaccl_wait_all(2, &q[2 * slot]));
+            if (api_check_bytes(r[slot], old, msg_seed(left, me, k - W), "in the window")) return 1;
+        }
+        if (k >= TOTAL) continue;
+        api_fill_bytes(s[slot], len, msg_seed(me, right, k));
+        MP_OK(comm, jaccl_irecv(r[slot], len, JACCL_UINT8, left, comm, &q[2 * slot]));
+        MP_OK(comm, jaccl_isend(s[slot], len, JACCL_UINT8, right, comm, &q[2 * slot + 1]));
+    }
+    api_count(TOTAL);
+    free(s);
+    free(r);
+    api_report(comm, NULL);
+    return check_sum(comm, 5);
+}
+
 /* ---- destroy after waiting ---- */
 
 static int destroy_after_wait(jaccl_comm_t comm, void *arg)
@@ -689,6 +727,9 @@ static const struct api_test tests[] = {
     {"crossing-test-between-np3-tcp", 3, {"JACCL_TIMEOUT=5", "JACCL_TRANSPORT=tcp"}, crossing, NULL, &cross64_test, 90},
     T("many-p2p-in-flight-np2", 2, many_p2p, NULL),
     T("many-p2p-in-flight-np4", 4, many_p2p, NULL),
+    {"sliding-window-np2-tcp", 2, {"JACCL_TRANSPORT=tcp"}, sliding_window, NULL, NULL, 90},
+    {"sliding-window-np2-shm", 2, {"JACCL_TRANSPORT=shm"}, sliding_window, NULL, NULL, 90},
+    T("sliding-window-np3", 3, sliding_window, NULL),
     T("destroy-after-wait-np2", 2, destroy_after_wait, NULL),
     T("destroy-after-wait-np3", 3, destroy_after_wait, NULL),
     T("errors-np2", 2, errors, NULL),
