@@ -8,10 +8,8 @@
 #include "bench.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -60,13 +58,6 @@ static void check_result(const bench_t *b, jaccl_result_t rc, const char *call)
 
 /* JCALL(b, jaccl_send, ...) calls and names the failing function. */
 #define JCALL(b, fn, ...) check_result((b), fn(__VA_ARGS__), #fn)
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 static void barrier(bench_t *b)
 {
@@ -261,9 +252,9 @@ static double time_mode(bench_t *b, const bench_layout_t *l, int inplace)
     /* Untimed first call (as nccl-tests), then a barrier so all ranks start together. */
     run_coll(b, l, inplace);
     barrier(b);
-    double start = now_us();
+    double start = bench_now_us();
     for (int i = 0; i < b->o.iters; i++) run_coll(b, l, inplace);
-    return (now_us() - start) / b->o.iters;
+    return (bench_now_us() - start) / b->o.iters;
 }
 
 /* Mismatches of buf against rank's input from index first; what names the source. */
@@ -393,13 +384,6 @@ static bench_row_t *push_row(bench_t *b)
     return &b->rows[b->nrows++];
 }
 
-static size_t next_size(size_t size, double factor)
-{
-    double next = floor((double)size * factor);
-    if (next >= 0x1p62) return SIZE_MAX; /* beyond any -e: ends the loop */
-    return next > (double)size ? (size_t)next : size + 1;
-}
-
 /* As nccl-tests: warm up at the largest size (buffers, connections), then the smallest. */
 static void warmup(bench_t *b)
 {
@@ -493,7 +477,7 @@ static void bench_sizes(bench_t *b)
     }
     warmup(b);
     for (size_t size = b->o.minbytes; size <= b->o.maxbytes;
-         size = next_size(size, b->o.stepfactor)) {
+         size = opts_next_size(size, b->o.stepfactor)) {
         bench_layout_t l = layout_for(b, size);
         /* Sizes below one element (per rank), or rounding to an earlier count, add nothing. */
         if (l.count == 0 || l.count == last_count) continue;

@@ -49,6 +49,10 @@ int opts_coll_rooted(bench_coll_t coll);
 const char *opts_dtype_name(jaccl_dtype_t dtype);
 /* The op as printed: "none" for collectives that do not reduce. */
 const char *opts_op_name(const bench_opts_t *o);
+/* The size after size with -f factor (at least one more; SIZE_MAX past any -e). */
+size_t opts_next_size(size_t size, double factor);
+/* The monotonic clock in microseconds, for every timed loop. */
+double bench_now_us(void);
 
 /* What the check phase fills in and expects; see data.c for the choice. */
 typedef struct {

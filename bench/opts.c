@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Sizes beyond this cannot be allocated anyway; the cap keeps size math far from overflow. */
@@ -299,4 +300,18 @@ int opts_parse(int argc, char **argv, bench_opts_t *o)
     if (rc == OPTS_HELP) usage(stdout);
     if (rc == OPTS_ERROR) fprintf(stderr, "Try 'jaccl-bench -h' for help.\n");
     return rc;
+}
+
+size_t opts_next_size(size_t size, double factor)
+{
+    double next = floor((double)size * factor);
+    if (next >= 0x1p62) return SIZE_MAX; /* beyond any -e: ends the loop */
+    return next > (double)size ? (size_t)next : size + 1;
+}
+
+double bench_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }

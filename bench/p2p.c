@@ -9,21 +9,12 @@
  */
 #include "bench.h"
 
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Bytes in flight per window at most: keeps a 64 MiB step to a few seconds. */
 #define P2P_WINDOW_BYTES ((size_t)128 << 20)
-
-static double p2p_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 int p2p_window(const bench_opts_t *o, size_t bytes)
 {
@@ -67,14 +58,14 @@ static double timed(const p2p_ctx_t *p, size_t count, int win, int kind)
     for (int i = 0; i <= iters; i++) {
         if (i == 1) {
             p->ops->barrier(p->ops->ctx);
-            t0 = p2p_now_us();
+            t0 = bench_now_us();
         }
         if (kind == 0)
             pingpong(p, count);
         else
             stream(p, count, win, kind == 2);
     }
-    return (p2p_now_us() - t0) / iters;
+    return (bench_now_us() - t0) / iters;
 }
 
 /* As nccl-tests: -w round trips at the largest size (buffers, connections), then the smallest. */
@@ -124,14 +115,6 @@ static void p2p_step(const p2p_ctx_t *p, size_t count, p2p_row_t *row)
     row->bibw = t[2] > 0 ? 2.0 * (double)bytes * row->window / t[2] / 1e3 : 0;
 }
 
-/* Next size as nccl-tests steps it (bench.c's rule). */
-static size_t p2p_next(size_t size, double factor)
-{
-    double next = floor((double)size * factor);
-    if (next >= 0x1p62) return SIZE_MAX;
-    return next > (double)size ? (size_t)next : size + 1;
-}
-
 size_t p2p_run(const p2p_ctx_t *p, p2p_row_t **rows)
 {
     size_t n = 0, cap = 0, last = 0;
@@ -142,7 +125,7 @@ size_t p2p_run(const p2p_ctx_t *p, p2p_row_t **rows)
     }
     p2p_warmup(p, p->o->maxbytes / p->elemsize, p->o->minbytes / p->elemsize);
     for (size_t size = p->o->minbytes; size <= p->o->maxbytes;
-         size = p2p_next(size, p->o->stepfactor)) {
+         size = opts_next_size(size, p->o->stepfactor)) {
         size_t count = size / p->elemsize;
         if (count == 0 || count == last) continue;
         last = count;

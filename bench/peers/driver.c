@@ -10,10 +10,8 @@
 #include "peer.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -224,13 +222,6 @@ static void print_header(drv_t *d)
 
 /* ------------------------------------------------------------ measurement */
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
 /* Even ranks send first, odd ranks receive first, as jaccl-bench. */
 static void run_sendrecv(drv_t *d, const drv_layout_t *l)
 {
@@ -274,9 +265,9 @@ static double time_mode(drv_t *d, const drv_layout_t *l, int inplace)
     memset(d->recvbuf, 0, l->recvbytes);
     run_coll(d, l, inplace);
     peer_barrier();
-    double start = now_us();
+    double start = bench_now_us();
     for (int i = 0; i < d->o.iters; i++) run_coll(d, l, inplace);
-    return (now_us() - start) / d->o.iters;
+    return (bench_now_us() - start) / d->o.iters;
 }
 
 static uint64_t verify_output(drv_t *d, const drv_layout_t *l, const char *label)
@@ -366,13 +357,6 @@ static bench_row_t *push_row(drv_t *d)
     return &d->rows[d->nrows++];
 }
 
-static size_t next_size(size_t size, double factor)
-{
-    double next = floor((double)size * factor);
-    if (next >= 0x1p62) return SIZE_MAX;
-    return next > (double)size ? (size_t)next : size + 1;
-}
-
 static void warmup(drv_t *d)
 {
     drv_layout_t big = layout_for(d, d->o.maxbytes);
@@ -450,7 +434,7 @@ static void bench_sizes(drv_t *d)
     }
     warmup(d);
     for (size_t size = d->o.minbytes; size <= d->o.maxbytes;
-         size = next_size(size, d->o.stepfactor)) {
+         size = opts_next_size(size, d->o.stepfactor)) {
         drv_layout_t l = layout_for(d, size);
         if (l.count == 0 || l.count == last_count) continue;
         last_count = l.count;
