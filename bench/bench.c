@@ -65,12 +65,12 @@ static void barrier(bench_t *b)
     JCALL(b, jaccl_allreduce, &x, &x, 1, JACCL_INT32, JACCL_SUM, b->comm);
 }
 
-/* Every rank gets the largest status, so all exit together instead of some
- * waiting for a peer that has gone. */
-static int32_t agree_status(bench_t *b, int32_t status)
+/* Every rank gets the largest value: a status, so all exit together instead of
+ * some waiting for a peer that has gone, or a count of calls to time. */
+static int32_t agree_max(bench_t *b, int32_t v)
 {
-    JCALL(b, jaccl_allreduce, &status, &status, 1, JACCL_INT32, JACCL_MAX, b->comm);
-    return status;
+    JCALL(b, jaccl_allreduce, &v, &v, 1, JACCL_INT32, JACCL_MAX, b->comm);
+    return v;
 }
 
 /* Input of one block per rank: reducescatter, alltoall. */
@@ -152,7 +152,7 @@ static void init(bench_t *b)
     int32_t status = check_root(b);
     if (status == 0) status = alloc_buffers(b);
     if (status == 0) status = open_json(b);
-    status = agree_status(b, status);
+    status = agree_max(b, status);
     if (status != 0) exit((int)status);
 }
 
@@ -243,18 +243,21 @@ static void run_coll(bench_t *b, const bench_layout_t *l, int inplace)
     check_result(b, rc, call_names[b->o.coll]);
 }
 
-/* Average microseconds per call on this rank. */
-static double time_mode(bench_t *b, const bench_layout_t *l, int inplace)
+/* Average microseconds per call on this rank; *iters: how many were timed. */
+static double time_mode(bench_t *b, const bench_layout_t *l, int inplace, int *iters)
 {
     /* Zeros keep repeated in-place reductions clear of overflow and NaN. */
     memset(b->sendbuf, 0, l->sendbytes);
     memset(b->recvbuf, 0, l->bytes);
-    /* Untimed first call (as nccl-tests), then a barrier so all ranks start together. */
+    /* Untimed first call (as nccl-tests); agreeing on the count is the barrier
+     * that starts all ranks together. */
+    double first = bench_now_us();
     run_coll(b, l, inplace);
-    barrier(b);
+    int n = agree_max(b, opts_iters_within(&b->o, bench_now_us() - first));
     double start = bench_now_us();
-    for (int i = 0; i < b->o.iters; i++) run_coll(b, l, inplace);
-    return (bench_now_us() - start) / b->o.iters;
+    for (int i = 0; i < n; i++) run_coll(b, l, inplace);
+    *iters = n;
+    return (bench_now_us() - start) / n;
 }
 
 /* Mismatches of buf against rank's input from index first; what names the source. */
@@ -363,7 +366,7 @@ static void bench_step(bench_t *b, const bench_layout_t *l, bench_row_t *row)
     /* Blocking send/recv cannot share one buffer on a receive-first rank. */
     row->modes = b->o.coll == COLL_SENDRECV ? 1 : 2;
     for (int m = 0; m < row->modes; m++) {
-        row->time_us[m] = time_mode(b, l, m);
+        row->time_us[m] = time_mode(b, l, m, &row->iters[m]);
         if (b->o.check) row->wrong[m] = check_mode(b, l, m);
     }
     agree_row(b, row);
@@ -518,7 +521,7 @@ static int finish(bench_t *b)
         report_footer(stdout, &b->o, wrong, avg);
         if (write_json(b, wrong, avg) != 0) status = 1;
     }
-    return (int)agree_status(b, status);
+    return (int)agree_max(b, status);
 }
 
 int main(int argc, char **argv)

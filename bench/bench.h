@@ -29,6 +29,7 @@ typedef struct {
     double stepfactor;
     int iters;
     int warmup;
+    int max_ms; /* -T: timed calls per size and mode stop near this many ms (0: -n always) */
     int check;
     jaccl_dtype_t dtype;
     jaccl_op_t op;
@@ -51,6 +52,10 @@ const char *opts_dtype_name(jaccl_dtype_t dtype);
 const char *opts_op_name(const bench_opts_t *o);
 /* The size after size with -f factor (at least one more; SIZE_MAX past any -e). */
 size_t opts_next_size(size_t size, double factor);
+/* Timed calls for one size and mode: -n, or fewer where -T would be exceeded at
+ * first_us per call (the untimed first call's time); at least 1.  Ranks must agree
+ * on it (the largest proposal) before timing. */
+int opts_iters_within(const bench_opts_t *o, double first_us);
 /* The monotonic clock in microseconds, for every timed loop. */
 double bench_now_us(void);
 
@@ -88,6 +93,7 @@ typedef struct {
     size_t elems;
     int modes; /* 1 when in-place is not measured (sendrecv) */
     double time_us[2];
+    int iters[2]; /* timed calls per mode (fewer than -n under -T) */
     double algbw[2];
     double busbw[2];
     uint64_t wrong[2];

@@ -73,6 +73,9 @@ static void usage(FILE *f)
                "  -f FACTOR multiply the size by FACTOR (> 1) each step (default 2)\n"
                "  -n ITERS  timed iterations per size (default 20)\n"
                "  -w ITERS  warm-up iterations at the largest and smallest size (default 5)\n"
+               "  -T MS     time limit per size: fewer than -n calls where -n would take\n"
+               "            longer than MS milliseconds (from the first call's time; default\n"
+               "            0, no limit); the JSON gives the calls timed per row\n"
                "  -c 0|1    verify results after timing (default 1)\n"
                "  -d TYPE   int8 uint8 int16 uint16 int32 uint32 int64 uint64 bool\n"
                "            half|float16 bfloat16 float|float32 double|float64 complex64\n"
@@ -231,6 +234,8 @@ static int parse_flag(int c, const char *arg, bench_opts_t *o)
         return parse_int('n', arg, 1, 1000000000, &o->iters);
     case 'w':
         return parse_int('w', arg, 0, 1000000000, &o->warmup);
+    case 'T':
+        return parse_int('T', arg, 0, 100000000, &o->max_ms);
     case 'c':
         return parse_int('c', arg, 0, 1, &o->check);
     case 'd':
@@ -258,7 +263,7 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
 {
     int c;
     opterr = 0; /* our messages name the flag and what it expects */
-    while ((c = getopt(argc, argv, ":b:e:f:n:w:c:d:o:r:W:J:h")) != -1) {
+    while ((c = getopt(argc, argv, ":b:e:f:n:w:T:c:d:o:r:W:J:h")) != -1) {
         if (c == 'h') return OPTS_HELP;
         if (parse_flag(c, optarg, o) != 0) return OPTS_ERROR;
     }
@@ -307,6 +312,14 @@ size_t opts_next_size(size_t size, double factor)
     double next = floor((double)size * factor);
     if (next >= 0x1p62) return SIZE_MAX; /* beyond any -e: ends the loop */
     return next > (double)size ? (size_t)next : size + 1;
+}
+
+int opts_iters_within(const bench_opts_t *o, double first_us)
+{
+    if (o->max_ms <= 0 || first_us <= 0) return o->iters;
+    double fit = (double)o->max_ms * 1e3 / first_us;
+    if (fit >= (double)o->iters) return o->iters;
+    return fit < 1 ? 1 : (int)fit;
 }
 
 double bench_now_us(void)

@@ -85,8 +85,10 @@ static void json_mode(FILE *f, const bench_opts_t *o, const bench_row_t *row, in
         fprintf(f, "null");
         return;
     }
-    fprintf(f, "{\"time_us\": %.6g, \"algbw_gbps\": %.6g, \"busbw_gbps\": %.6g, \"wrong\": ",
-            row->time_us[mode], row->algbw[mode], row->busbw[mode]);
+    fprintf(f,
+            "{\"time_us\": %.6g, \"iters\": %d, \"algbw_gbps\": %.6g, \"busbw_gbps\": %.6g, "
+            "\"wrong\": ",
+            row->time_us[mode], row->iters[mode], row->algbw[mode], row->busbw[mode]);
     if (o->check)
         fprintf(f, "%llu}", (unsigned long long)row->wrong[mode]);
     else

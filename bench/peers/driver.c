@@ -258,16 +258,18 @@ static void run_coll(drv_t *d, const drv_layout_t *l, int inplace)
     }
 }
 
-/* Average microseconds per call on this rank. */
-static double time_mode(drv_t *d, const drv_layout_t *l, int inplace)
+/* Average microseconds per call on this rank; *iters: how many were timed. */
+static double time_mode(drv_t *d, const drv_layout_t *l, int inplace, int *iters)
 {
     memset(d->sendbuf, 0, l->sendbytes);
     memset(d->recvbuf, 0, l->recvbytes);
+    double first = bench_now_us();
     run_coll(d, l, inplace);
-    peer_barrier();
+    int n = (int)peer_max_i32((int32_t)opts_iters_within(&d->o, bench_now_us() - first));
     double start = bench_now_us();
-    for (int i = 0; i < d->o.iters; i++) run_coll(d, l, inplace);
-    return (bench_now_us() - start) / d->o.iters;
+    for (int i = 0; i < n; i++) run_coll(d, l, inplace);
+    *iters = n;
+    return (bench_now_us() - start) / n;
 }
 
 static uint64_t verify_output(drv_t *d, const drv_layout_t *l, const char *label)
@@ -336,7 +338,7 @@ static void bench_step(drv_t *d, const drv_layout_t *l, bench_row_t *row)
     row->elems = l->recvbytes / d->elemsize;
     row->modes = d->o.coll == COLL_SENDRECV ? 1 : 2;
     for (int m = 0; m < row->modes; m++) {
-        row->time_us[m] = time_mode(d, l, m);
+        row->time_us[m] = time_mode(d, l, m, &row->iters[m]);
         if (d->o.check) row->wrong[m] = check_mode(d, l, m);
     }
     agree_row(d, row);

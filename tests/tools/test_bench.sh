@@ -61,6 +61,19 @@ grep -qE '^\[0\] +4096 +1024 +float +4 ' "$tmp/out" || fail "-W 4 is not the win
 run 2 shm p2p -b 64M -e 64M -n 1 -w 0 -d uint8
 grep -qE '^\[0\] +67108864 +67108864 +uint8 +2 ' "$tmp/out" || fail "64 MiB window is not 2"
 
+# -T 1: a million calls of ~10 us do not fit in 1 ms, so far fewer are timed (all
+# ranks the same count, or the job would hang); without -T all of -n are.
+run 2 tcp allreduce -b 8 -e 64K -f 64 -n 1000000 -w 1 -T 1 -J "$tmp/t.json"
+run 2 tcp allgather -b 8 -e 8 -n 7 -w 1 -J "$tmp/n.json"
+python3 - "$tmp/t.json" "$tmp/n.json" <<'PY' || fail "-T JSON"
+import json, sys
+t, n = (json.load(open(f)) for f in sys.argv[1:])
+for r in t["rows"]:
+    for m in ("out_of_place", "in_place"):
+        assert 1 <= r[m]["iters"] < 1000000, r
+assert [r["out_of_place"]["iters"] for r in n["rows"]] == [7], n["rows"]
+PY
+
 "$launch" -n 1 --timeout 30 -- "$bench" p2p >"$tmp/out" 2>&1 || fail "p2p at 1 rank"
 grep -q "p2p needs at least 2 ranks" "$tmp/out" || fail "p2p at 1 rank says nothing"
 
@@ -68,4 +81,5 @@ usage p2p -W 0
 usage p2p -W 1025
 usage p2p -b 1K -e 8
 usage pingpong
+usage allreduce -T -1
 echo "ok"
