@@ -12,8 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PAGE 4096
-
 typedef struct {
     bench_opts_t o;
     jaccl_comm_t comm;
@@ -29,15 +27,6 @@ typedef struct {
     size_t nrows;
     size_t rowcap;
 } bench_t;
-
-/* One size step, laid out as nccl-tests does. */
-typedef struct {
-    size_t count;     /* the call's: per rank for allgather, reducescatter and alltoall */
-    size_t sendbytes; /* this rank's input */
-    size_t recvbytes; /* this rank's output */
-    size_t bytes;     /* the printed size: the larger of the two */
-    size_t elems;     /* the printed count */
-} bench_layout_t;
 
 /* Names for error messages, by collective. */
 static const char *const call_names[] = {
@@ -73,50 +62,12 @@ static int32_t agree_max(bench_t *b, int32_t v)
     return v;
 }
 
-/* Input of one block per rank: reducescatter, alltoall. */
-static int sends_blocks(bench_coll_t coll)
-{
-    return coll == COLL_REDUCESCATTER || coll == COLL_ALLTOALL;
-}
-
-/* Output of one block per rank: allgather, alltoall. */
-static int receives_blocks(bench_coll_t coll)
-{
-    return coll == COLL_ALLGATHER || coll == COLL_ALLTOALL;
-}
-
-/* bytes is the printed size; split collectives round it down to whole blocks. */
-static bench_layout_t layout_for(const bench_t *b, size_t bytes)
-{
-    bench_layout_t l;
-    bench_coll_t coll = b->o.coll;
-    size_t n = (size_t)b->nranks;
-    int split = sends_blocks(coll) || receives_blocks(coll);
-    l.count = bytes / b->elemsize / (split ? n : 1);
-    size_t block = l.count * b->elemsize;
-    l.sendbytes = sends_blocks(coll) ? block * n : block;
-    l.recvbytes = receives_blocks(coll) ? block * n : block;
-    l.bytes = l.sendbytes > l.recvbytes ? l.sendbytes : l.recvbytes;
-    /* nccl-tests prints the call's count; jaccl-bench always printed allgather's total. */
-    l.elems = coll == COLL_ALLGATHER ? l.recvbytes / b->elemsize : l.count;
-    return l;
-}
-
-/* Page-aligned, and touched now so no page fault lands in a timed loop. */
-static char *alloc_touched(size_t bytes)
-{
-    size_t len = bytes == 0 ? PAGE : (bytes + PAGE - 1) / PAGE * PAGE;
-    char *p = aligned_alloc(PAGE, len);
-    if (p != NULL) memset(p, 0, len);
-    return p;
-}
-
 /* The receive buffer is of the larger size: in place, reducescatter's input is in it. */
 static int32_t alloc_buffers(bench_t *b)
 {
-    bench_layout_t max = layout_for(b, b->o.maxbytes);
-    b->sendbuf = alloc_touched(max.sendbytes);
-    b->recvbuf = alloc_touched(max.bytes);
+    bench_layout_t max = opts_layout(b->o.coll, b->nranks, b->elemsize, b->o.maxbytes);
+    b->sendbuf = bench_alloc_touched(max.sendbytes);
+    b->recvbuf = bench_alloc_touched(max.bytes);
     if (b->sendbuf != NULL && b->recvbuf != NULL) return 0;
     fprintf(stderr, "jaccl-bench: rank %d: cannot allocate %zu + %zu bytes of buffers\n", b->rank,
             max.sendbytes, max.bytes);
@@ -260,54 +211,12 @@ static double time_mode(bench_t *b, const bench_layout_t *l, int inplace, int *i
     return (bench_now_us() - start) / n;
 }
 
-/* Mismatches of buf against rank's input from index first; what names the source. */
-static uint64_t verify_from(const bench_t *b, const char *buf, size_t count, int rank, size_t first,
-                            const char *label, const char *what)
-{
-    char from[160];
-    snprintf(from, sizeof from, "%s, %s %d", label, what, rank);
-    return data_check_input_at(&b->pattern, buf, count, rank, first, from);
-}
-
-/* Block r of the output is rank r's input from index first (allgather, alltoall). */
-static uint64_t verify_blocks(const bench_t *b, const bench_layout_t *l, size_t first,
-                              const char *label)
-{
-    uint64_t wrong = 0;
-    size_t block = l->count * b->elemsize;
-    for (int r = 0; r < b->nranks; r++)
-        wrong += verify_from(b, b->recvbuf + (size_t)r * block, l->count, r, first, label,
-                             "block of rank");
-    return wrong;
-}
-
 /* Mismatches in the output of the checked call. */
 static uint64_t verify_output(const bench_t *b, const bench_layout_t *l, int inplace,
                               const char *label)
 {
-    const char *out = output_buffer(b, l, inplace);
-    size_t mine = (size_t)b->rank * l->count; /* index of this rank's block */
-    int prev = (b->rank + b->nranks - 1) % b->nranks;
-    switch (b->o.coll) {
-    case COLL_ALLREDUCE:
-        return data_check_reduce(&b->pattern, out, l->count, label);
-    case COLL_REDUCESCATTER:
-        return data_check_reduce_at(&b->pattern, out, l->count, mine, label);
-    case COLL_REDUCE: /* the other ranks' recvbuf is unspecified */
-        if (b->rank != b->o.root) return 0;
-        return data_check_reduce(&b->pattern, out, l->count, label);
-    case COLL_BROADCAST:
-        return verify_from(b, out, l->count, b->o.root, 0, label, "from root");
-    case COLL_SENDRECV:
-        return verify_from(b, out, l->count, prev, 0, label, "from rank");
-    case COLL_P2P: /* p2p_step checks its own */
-        return 0;
-    case COLL_ALLGATHER:
-        return verify_blocks(b, l, 0, label);
-    case COLL_ALLTOALL:
-        return verify_blocks(b, l, mine, label);
-    }
-    return 0;
+    return data_check_output(&b->pattern, output_buffer(b, l, inplace), l->count, b->elemsize,
+                             b->rank, b->o.root, label);
 }
 
 /* One call on fresh verifiable input; returns this rank's wrong elements. */
@@ -330,21 +239,6 @@ static uint64_t check_mode(bench_t *b, const bench_layout_t *l, int inplace)
     return wrong;
 }
 
-static double busbw_factor(const bench_t *b)
-{
-    double n = b->nranks;
-    switch (b->o.coll) {
-    case COLL_ALLREDUCE:
-        return 2.0 * (n - 1) / n;
-    case COLL_ALLGATHER:
-    case COLL_REDUCESCATTER:
-    case COLL_ALLTOALL:
-        return (n - 1) / n;
-    default: /* broadcast, reduce, sendrecv */
-        return 1.0;
-    }
-}
-
 /* All ranks report the slowest time and the total of wrong elements. */
 static void agree_row(bench_t *b, bench_row_t *row)
 {
@@ -354,7 +248,7 @@ static void agree_row(bench_t *b, bench_row_t *row)
         double t = row->time_us[m];
         /* bytes per microsecond / 1e3 = GB/s */
         row->algbw[m] = t > 0 ? (double)row->bytes / t / 1e3 : 0.0;
-        row->busbw[m] = row->algbw[m] * busbw_factor(b);
+        row->busbw[m] = row->algbw[m] * opts_busbw_factor(b->o.coll, b->nranks);
     }
 }
 
@@ -390,8 +284,8 @@ static bench_row_t *push_row(bench_t *b)
 /* As nccl-tests: warm up at the largest size (buffers, connections), then the smallest. */
 static void warmup(bench_t *b)
 {
-    bench_layout_t big = layout_for(b, b->o.maxbytes);
-    bench_layout_t small = layout_for(b, b->o.minbytes);
+    bench_layout_t big = opts_layout(b->o.coll, b->nranks, b->elemsize, b->o.maxbytes);
+    bench_layout_t small = opts_layout(b->o.coll, b->nranks, b->elemsize, b->o.minbytes);
     for (int i = 0; i < b->o.warmup && big.count > 0; i++) run_coll(b, &big, 0);
     for (int i = 0; i < b->o.warmup && small.count > 0; i++) run_coll(b, &small, 0);
 }
@@ -481,7 +375,7 @@ static void bench_sizes(bench_t *b)
     warmup(b);
     for (size_t size = b->o.minbytes; size <= b->o.maxbytes;
          size = opts_next_size(size, b->o.stepfactor)) {
-        bench_layout_t l = layout_for(b, size);
+        bench_layout_t l = opts_layout(b->o.coll, b->nranks, b->elemsize, size);
         /* Sizes below one element (per rank), or rounding to an earlier count, add nothing. */
         if (l.count == 0 || l.count == last_count) continue;
         last_count = l.count;

@@ -56,6 +56,22 @@ size_t opts_next_size(size_t size, double factor);
  * first_us per call (the untimed first call's time); at least 1.  Ranks must agree
  * on it (the largest proposal) before timing. */
 int opts_iters_within(const bench_opts_t *o, double first_us);
+/* One size step, laid out as nccl-tests does. */
+typedef struct {
+    size_t count;     /* the call's: per rank for allgather, reducescatter and alltoall */
+    size_t sendbytes; /* this rank's input */
+    size_t recvbytes; /* this rank's output */
+    size_t bytes;     /* the printed size: the larger of the two */
+    size_t elems;     /* the printed count */
+} bench_layout_t;
+
+/* bytes is the printed size; split collectives round it down to whole blocks. */
+bench_layout_t opts_layout(bench_coll_t coll, int nranks, size_t elemsize, size_t bytes);
+/* busbw / algbw: 2(n-1)/n all-reduce, (n-1)/n all-gather, reduce-scatter, all-to-all, else 1. */
+double opts_busbw_factor(bench_coll_t coll, int nranks);
+/* bytes (at least a page), page-aligned and touched now so no page fault lands in a
+ * timed loop; NULL when out of memory. */
+char *bench_alloc_touched(size_t bytes);
 /* The monotonic clock in microseconds, for every timed loop. */
 double bench_now_us(void);
 
@@ -86,6 +102,11 @@ uint64_t data_check_reduce_at(const bench_pattern_t *p, const void *buf, size_t 
                               const char *label);
 uint64_t data_check_input_at(const bench_pattern_t *p, const void *buf, size_t count, int rank,
                              size_t first, const char *label);
+/* Mismatches in the output of one call of p->coll: count as in the call (per rank
+ * for reducescatter, per block for allgather and alltoall), blocks of count *
+ * elemsize bytes; root for broadcast and reduce (unchecked on other ranks). */
+uint64_t data_check_output(const bench_pattern_t *p, const void *out, size_t count, size_t elemsize,
+                           int rank, int root, const char *label);
 
 /* One table row; mode 0 is out-of-place, mode 1 in-place. */
 typedef struct {

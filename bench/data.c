@@ -402,3 +402,49 @@ uint64_t data_check_input(const bench_pattern_t *p, const void *buf, size_t coun
 {
     return data_check_input_at(p, buf, count, rank, 0, label);
 }
+
+/* Mismatches of buf against rank's input from index first; what names the source. */
+static uint64_t check_from(const bench_pattern_t *p, const char *buf, size_t count, int rank,
+                           size_t first, const char *label, const char *what)
+{
+    char from[192];
+    snprintf(from, sizeof from, "%s, %s %d", label, what, rank);
+    return data_check_input_at(p, buf, count, rank, first, from);
+}
+
+/* Block r of buf is rank r's input from index first (allgather, alltoall). */
+static uint64_t check_blocks(const bench_pattern_t *p, const char *buf, size_t count,
+                             size_t elemsize, size_t first, const char *label)
+{
+    uint64_t wrong = 0;
+    for (int r = 0; r < p->nranks; r++)
+        wrong += check_from(p, buf + (size_t)r * count * elemsize, count, r, first, label,
+                            "block of rank");
+    return wrong;
+}
+
+uint64_t data_check_output(const bench_pattern_t *p, const void *out, size_t count, size_t elemsize,
+                           int rank, int root, const char *label)
+{
+    size_t mine = (size_t)rank * count; /* index of this rank's block */
+    int prev = (rank + p->nranks - 1) % p->nranks;
+    switch (p->coll) {
+    case COLL_ALLREDUCE:
+        return data_check_reduce(p, out, count, label);
+    case COLL_REDUCESCATTER:
+        return data_check_reduce_at(p, out, count, mine, label);
+    case COLL_REDUCE: /* the other ranks' output is unspecified */
+        return rank == root ? data_check_reduce(p, out, count, label) : 0;
+    case COLL_BROADCAST:
+        return check_from(p, out, count, root, 0, label, "from root");
+    case COLL_SENDRECV:
+        return check_from(p, out, count, prev, 0, label, "from rank");
+    case COLL_ALLGATHER:
+        return check_blocks(p, out, count, elemsize, 0, label);
+    case COLL_ALLTOALL:
+        return check_blocks(p, out, count, elemsize, mine, label);
+    case COLL_P2P: /* p2p.c checks its own */
+        return 0;
+    }
+    return 0;
+}

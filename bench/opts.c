@@ -322,6 +322,56 @@ int opts_iters_within(const bench_opts_t *o, double first_us)
     return fit < 1 ? 1 : (int)fit;
 }
 
+/* Input of one block per rank: reducescatter, alltoall. */
+static int sends_blocks(bench_coll_t coll)
+{
+    return coll == COLL_REDUCESCATTER || coll == COLL_ALLTOALL;
+}
+
+/* Output of one block per rank: allgather, alltoall. */
+static int receives_blocks(bench_coll_t coll)
+{
+    return coll == COLL_ALLGATHER || coll == COLL_ALLTOALL;
+}
+
+bench_layout_t opts_layout(bench_coll_t coll, int nranks, size_t elemsize, size_t bytes)
+{
+    bench_layout_t l;
+    size_t n = (size_t)nranks;
+    int split = sends_blocks(coll) || receives_blocks(coll);
+    l.count = bytes / elemsize / (split ? n : 1);
+    size_t block = l.count * elemsize;
+    l.sendbytes = sends_blocks(coll) ? block * n : block;
+    l.recvbytes = receives_blocks(coll) ? block * n : block;
+    l.bytes = l.sendbytes > l.recvbytes ? l.sendbytes : l.recvbytes;
+    /* nccl-tests prints the call's count; jaccl-bench always printed allgather's total. */
+    l.elems = coll == COLL_ALLGATHER ? l.recvbytes / elemsize : l.count;
+    return l;
+}
+
+double opts_busbw_factor(bench_coll_t coll, int nranks)
+{
+    double n = nranks;
+    switch (coll) {
+    case COLL_ALLREDUCE:
+        return 2.0 * (n - 1) / n;
+    case COLL_ALLGATHER:
+    case COLL_REDUCESCATTER:
+    case COLL_ALLTOALL:
+        return (n - 1) / n;
+    default: /* broadcast, reduce, sendrecv */
+        return 1.0;
+    }
+}
+
+char *bench_alloc_touched(size_t bytes)
+{
+    size_t page = 4096, len = bytes == 0 ? page : (bytes + page - 1) / page * page;
+    char *p = aligned_alloc(page, len);
+    if (p != NULL) memset(p, 0, len);
+    return p;
+}
+
 double bench_now_us(void)
 {
     struct timespec ts;

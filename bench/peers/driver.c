@@ -14,8 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PAGE 4096
-
 typedef struct {
     bench_opts_t o;
     const char *prog;
@@ -31,12 +29,6 @@ typedef struct {
     size_t nrows;
     size_t rowcap;
 } drv_t;
-
-typedef struct {
-    size_t count; /* per rank for allgather */
-    size_t sendbytes;
-    size_t recvbytes; /* also the printed size */
-} drv_layout_t;
 
 /* ------------------------------------------------------------ messages */
 
@@ -80,12 +72,17 @@ static void usage(FILE *f, const char *prog)
                "  -f FACTOR multiply the size by FACTOR (> 1) each step (default 2)\n"
                "  -n ITERS  timed iterations per size (default 20)\n"
                "  -w ITERS  warm-up iterations at the largest and smallest size (default 5)\n"
+               "  -T MS     time limit per size: fewer than -n calls where -n would take\n"
+               "            longer than MS milliseconds (default 0, no limit)\n"
                "  -c 0|1    verify results after timing (default 1)\n"
                "  -d TYPE   element type, as jaccl-bench (default float)\n"
-               "  -o OP     sum prod min max (default sum; allreduce only)\n"
+               "  -o OP     sum prod min max (default sum; allreduce, reducescatter and\n"
+               "            reduce only)\n"
+               "  -r ROOT   root rank of broadcast and reduce (default 0)\n"
                "  -W N      p2p: messages in flight in the bandwidth steps (default 64)\n"
                "  -J FILE   also write the results as JSON to FILE (rank 0)\n"
                "  -h        show this help\n\n"
+               "SIZE, the count column and busbw are jaccl-bench's (see jaccl-bench -h).\n"
                "Exit status: 0 ok, 1 library error or wrong results, 2 bad usage.\n");
 }
 
@@ -121,37 +118,15 @@ static int parse_opts(drv_t *d, int argc, char **argv)
 
 /* ------------------------------------------------------------ setup */
 
-static drv_layout_t layout_for(const drv_t *d, size_t bytes)
-{
-    drv_layout_t l;
-    if (d->o.coll == COLL_ALLGATHER) {
-        l.count = bytes / d->elemsize / (size_t)d->nranks;
-        l.sendbytes = l.count * d->elemsize;
-        l.recvbytes = l.sendbytes * (size_t)d->nranks;
-    } else {
-        l.count = bytes / d->elemsize;
-        l.sendbytes = l.recvbytes = l.count * d->elemsize;
-    }
-    return l;
-}
-
-/* Page-aligned and touched now, so no page fault lands in a timed loop. */
-static char *alloc_touched(size_t bytes)
-{
-    size_t len = bytes == 0 ? PAGE : (bytes + PAGE - 1) / PAGE * PAGE;
-    char *p = aligned_alloc(PAGE, len);
-    if (p != NULL) memset(p, 0, len);
-    return p;
-}
-
+/* The receive buffer is of the larger size: in place, reducescatter's input is in it. */
 static int32_t alloc_buffers(drv_t *d)
 {
-    drv_layout_t max = layout_for(d, d->o.maxbytes);
-    d->sendbuf = alloc_touched(max.sendbytes);
-    d->recvbuf = alloc_touched(max.recvbytes);
+    bench_layout_t max = opts_layout(d->o.coll, d->nranks, d->elemsize, d->o.maxbytes);
+    d->sendbuf = bench_alloc_touched(max.sendbytes);
+    d->recvbuf = bench_alloc_touched(max.bytes);
     if (d->sendbuf != NULL && d->recvbuf != NULL) return 0;
     fprintf(stderr, "%s: rank %d: cannot allocate %zu + %zu bytes of buffers\n", d->prog, d->rank,
-            max.sendbytes, max.recvbytes);
+            max.sendbytes, max.bytes);
     return 1;
 }
 
@@ -164,22 +139,21 @@ static int32_t open_json(drv_t *d)
     return 2;
 }
 
-/* 0 if this driver and the library can run o, else 2 after a message (rank 0). */
-static int32_t check_opts(const drv_t *d)
+/* -r can only be checked once the size is known: a usage error (2), as in jaccl-bench. */
+static int32_t check_root(const drv_t *d)
 {
-    bench_coll_t c = d->o.coll;
-    int known = c == COLL_ALLREDUCE || c == COLL_ALLGATHER || c == COLL_SENDRECV || c == COLL_P2P;
-    if (known) return peer_check_opts(&d->o, d->rank == 0);
+    if (!opts_coll_rooted(d->o.coll) || d->o.root < d->nranks) return 0;
     if (d->rank == 0)
-        fprintf(stderr, "%s: %s is not implemented (allreduce, allgather, sendrecv, p2p)\n",
-                d->prog, opts_coll_name(d->o.coll));
+        fprintf(stderr, "%s: -r %d is not a rank: there are %d (0..%d)\n", d->prog, d->o.root,
+                d->nranks, d->nranks - 1);
     return 2;
 }
 
 /* Returns the status every rank agrees on. */
 static int setup(drv_t *d)
 {
-    int32_t status = check_opts(d);
+    int32_t status = peer_check_opts(&d->o, d->rank == 0);
+    if (status == 0) status = check_root(d);
     d->elemsize = peer_elem_size(d->o.dtype);
     data_pattern_init(&d->pattern, d->o.coll, d->o.dtype, d->o.op, d->nranks);
     if (status == 0) status = alloc_buffers(d);
@@ -187,11 +161,20 @@ static int setup(drv_t *d)
     return (int)peer_max_i32(status);
 }
 
+/* The lines below the header's first: the library, and how its measurement differs. */
+static void header_extra(const drv_t *d, char *extra, size_t len)
+{
+    const char *note = peer_note(&d->o);
+    int n = snprintf(extra, len, "# library: %s\n", peer_library());
+    if (n > 0 && (size_t)n < len && note != NULL)
+        snprintf(extra + n, len - (size_t)n, "# note: %s\n", note);
+}
+
 /* Host and pid of every rank, for the header; the library goes below its first line. */
 static void print_header(drv_t *d)
 {
     bench_host_t me, *all = calloc((size_t)d->nranks, sizeof *all);
-    char *text = NULL, extra[128];
+    char *text = NULL, extra[512];
     size_t len = 0;
     if (all == NULL) {
         fprintf(stderr, "%s: rank %d: out of memory\n", d->prog, d->rank);
@@ -212,7 +195,7 @@ static void print_header(drv_t *d)
         mem = fmemopen(text, len, "r");
     }
     if (mem != NULL) {
-        snprintf(extra, sizeof extra, "# library: %s\n", peer_library());
+        header_extra(d, extra, sizeof extra);
         copy_relabeled(mem, stdout, d->prog, extra);
         fclose(mem);
     }
@@ -223,7 +206,7 @@ static void print_header(drv_t *d)
 /* ------------------------------------------------------------ measurement */
 
 /* Even ranks send first, odd ranks receive first, as jaccl-bench. */
-static void run_sendrecv(drv_t *d, const drv_layout_t *l)
+static void run_sendrecv(drv_t *d, const bench_layout_t *l)
 {
     int next = (d->rank + 1) % d->nranks;
     int prev = (d->rank + d->nranks - 1) % d->nranks;
@@ -232,37 +215,55 @@ static void run_sendrecv(drv_t *d, const drv_layout_t *l)
     if (d->rank % 2 != 0) peer_send(d->sendbuf, l->count, &d->o, next);
 }
 
-/* Where this rank's input lives; in place it is inside the receive buffer. */
-static char *input_buffer(const drv_t *d, const drv_layout_t *l, int inplace)
+/*
+ * Where this rank's input lives; in place it is inside the receive buffer (on
+ * every rank for broadcast and reduce), as jaccl-bench puts it.
+ */
+static char *input_buffer(const drv_t *d, const bench_layout_t *l, int inplace)
 {
     if (!inplace) return d->sendbuf;
     if (d->o.coll == COLL_ALLGATHER) return d->recvbuf + (size_t)d->rank * l->sendbytes;
     return d->recvbuf;
 }
 
-static void run_coll(drv_t *d, const drv_layout_t *l, int inplace)
+/* in == NULL tells the library to work in place (peer.h). */
+static void run_coll(drv_t *d, const bench_layout_t *l, int inplace)
 {
     const char *in = inplace ? NULL : d->sendbuf;
-    switch (d->o.coll) {
+    char *out = d->recvbuf;
+    const bench_opts_t *o = &d->o;
+    switch (o->coll) {
     case COLL_ALLREDUCE:
-        peer_allreduce(in, d->recvbuf, l->count, &d->o);
+        peer_allreduce(in, out, l->count, o);
         break;
     case COLL_ALLGATHER:
-        peer_allgather(in, d->recvbuf, l->count, &d->o);
+        peer_allgather(in, out, l->count, o);
+        break;
+    case COLL_REDUCESCATTER:
+        peer_reduce_scatter(in, out, l->count, o);
+        break;
+    case COLL_BROADCAST:
+        peer_broadcast(in, out, l->count, o);
+        break;
+    case COLL_REDUCE:
+        peer_reduce(in, out, l->count, o);
+        break;
+    case COLL_ALLTOALL:
+        peer_alltoall(in, out, l->count, o);
         break;
     case COLL_SENDRECV:
         run_sendrecv(d, l);
         break;
-    default: /* refused by check_opts */
+    case COLL_P2P: /* drv_p2p */
         break;
     }
 }
 
 /* Average microseconds per call on this rank; *iters: how many were timed. */
-static double time_mode(drv_t *d, const drv_layout_t *l, int inplace, int *iters)
+static double time_mode(drv_t *d, const bench_layout_t *l, int inplace, int *iters)
 {
     memset(d->sendbuf, 0, l->sendbytes);
-    memset(d->recvbuf, 0, l->recvbytes);
+    memset(d->recvbuf, 0, l->bytes);
     double first = bench_now_us();
     run_coll(d, l, inplace);
     int n = (int)peer_max_i32((int32_t)opts_iters_within(&d->o, bench_now_us() - first));
@@ -272,52 +273,33 @@ static double time_mode(drv_t *d, const drv_layout_t *l, int inplace, int *iters
     return (bench_now_us() - start) / n;
 }
 
-static uint64_t verify_output(drv_t *d, const drv_layout_t *l, const char *label)
+/*
+ * Mismatches in the output of the checked call.  It is at the start of the
+ * receive buffer in every mode: in place, reducescatter's too (peer.h), where
+ * jaccl-bench looks in block rank.
+ */
+static uint64_t verify_output(const drv_t *d, const bench_layout_t *l, const char *label)
 {
-    char from[160];
-    uint64_t wrong = 0;
-    int prev = (d->rank + d->nranks - 1) % d->nranks;
-    switch (d->o.coll) {
-    case COLL_ALLREDUCE:
-        return data_check_reduce(&d->pattern, d->recvbuf, l->count, label);
-    case COLL_ALLGATHER:
-        for (int r = 0; r < d->nranks; r++) {
-            snprintf(from, sizeof from, "%s, block of rank %d", label, r);
-            wrong += data_check_input(&d->pattern, d->recvbuf + (size_t)r * l->sendbytes, l->count,
-                                      r, from);
-        }
-        return wrong;
-    case COLL_SENDRECV:
-        snprintf(from, sizeof from, "%s, from rank %d", label, prev);
-        return data_check_input(&d->pattern, d->recvbuf, l->count, prev, from);
-    default: /* refused by check_opts */
-        return 0;
-    }
+    return data_check_output(&d->pattern, d->recvbuf, l->count, d->elemsize, d->rank, d->o.root,
+                             label);
 }
 
 /* One call on fresh verifiable input (receive buffer poisoned first). */
-static uint64_t check_mode(drv_t *d, const drv_layout_t *l, int inplace)
+static uint64_t check_mode(drv_t *d, const bench_layout_t *l, int inplace)
 {
     char label[128];
+    size_t inputs = l->sendbytes / d->elemsize;
     snprintf(label, sizeof label, "%s: rank %d: %s %zu B %s", d->prog, d->rank,
-             opts_coll_name(d->o.coll), l->recvbytes, inplace ? "in-place" : "out-of-place");
-    memset(d->recvbuf, 0xff, l->recvbytes);
-    data_fill(&d->pattern, input_buffer(d, l, inplace), l->count, d->rank);
+             opts_coll_name(d->o.coll), l->bytes, inplace ? "in-place" : "out-of-place");
+    memset(d->recvbuf, 0xff, l->bytes);
+    data_fill(&d->pattern, input_buffer(d, l, inplace), inputs, d->rank);
     run_coll(d, l, inplace);
     uint64_t wrong = verify_output(d, l, label);
     if (!inplace) {
         strncat(label, ", send buffer", sizeof label - strlen(label) - 1);
-        wrong += data_check_input(&d->pattern, d->sendbuf, l->count, d->rank, label);
+        wrong += data_check_input(&d->pattern, d->sendbuf, inputs, d->rank, label);
     }
     return wrong;
-}
-
-static double busbw_factor(const drv_t *d)
-{
-    double n = d->nranks;
-    if (d->o.coll == COLL_ALLREDUCE) return 2.0 * (n - 1) / n;
-    if (d->o.coll == COLL_ALLGATHER) return (n - 1) / n;
-    return 1.0;
 }
 
 static void agree_row(drv_t *d, bench_row_t *row)
@@ -327,16 +309,17 @@ static void agree_row(drv_t *d, bench_row_t *row)
     for (int m = 0; m < row->modes; m++) {
         double t = row->time_us[m];
         row->algbw[m] = t > 0 ? (double)row->bytes / t / 1e3 : 0.0;
-        row->busbw[m] = row->algbw[m] * busbw_factor(d);
+        row->busbw[m] = row->algbw[m] * opts_busbw_factor(d->o.coll, d->nranks);
     }
 }
 
-static void bench_step(drv_t *d, const drv_layout_t *l, bench_row_t *row)
+static void bench_step(drv_t *d, const bench_layout_t *l, bench_row_t *row)
 {
     memset(row, 0, sizeof *row);
-    row->bytes = l->recvbytes;
-    row->elems = l->recvbytes / d->elemsize;
-    row->modes = d->o.coll == COLL_SENDRECV ? 1 : 2;
+    row->bytes = l->bytes;
+    row->elems = l->elems;
+    /* Blocking send/recv cannot share one buffer; some libraries lack an in-place form. */
+    row->modes = d->o.coll == COLL_SENDRECV || !peer_in_place(&d->o) ? 1 : 2;
     for (int m = 0; m < row->modes; m++) {
         row->time_us[m] = time_mode(d, l, m, &row->iters[m]);
         if (d->o.check) row->wrong[m] = check_mode(d, l, m);
@@ -361,10 +344,16 @@ static bench_row_t *push_row(drv_t *d)
 
 static void warmup(drv_t *d)
 {
-    drv_layout_t big = layout_for(d, d->o.maxbytes);
-    drv_layout_t small = layout_for(d, d->o.minbytes);
+    bench_layout_t big = opts_layout(d->o.coll, d->nranks, d->elemsize, d->o.maxbytes);
+    bench_layout_t small = opts_layout(d->o.coll, d->nranks, d->elemsize, d->o.minbytes);
     for (int i = 0; i < d->o.warmup && big.count > 0; i++) run_coll(d, &big, 0);
     for (int i = 0; i < d->o.warmup && small.count > 0; i++) run_coll(d, &small, 0);
+}
+
+/* As jaccl-bench: the root for broadcast and reduce, else -1. */
+static int root_column(const drv_t *d)
+{
+    return opts_coll_rooted(d->o.coll) ? d->o.root : -1;
 }
 
 /* ---- p2p over the library (bench/p2p.c times it, as in jaccl-bench) ---- */
@@ -437,12 +426,12 @@ static void bench_sizes(drv_t *d)
     warmup(d);
     for (size_t size = d->o.minbytes; size <= d->o.maxbytes;
          size = opts_next_size(size, d->o.stepfactor)) {
-        drv_layout_t l = layout_for(d, size);
+        bench_layout_t l = opts_layout(d->o.coll, d->nranks, d->elemsize, size);
         if (l.count == 0 || l.count == last_count) continue;
         last_count = l.count;
         bench_row_t *row = push_row(d);
         bench_step(d, &l, row);
-        if (d->rank == 0) report_row(stdout, &d->o, row);
+        if (d->rank == 0) report_row_root(stdout, &d->o, row, root_column(d));
     }
 }
 
@@ -454,7 +443,8 @@ static int32_t write_json(drv_t *d, uint64_t wrong, double avg)
     int failed =
         d->o.coll == COLL_P2P
             ? report_p2p_json(d->json, &d->o, d->nranks, d->p2p_rows, d->nrows, wrong, avg) != 0
-            : report_json(d->json, &d->o, d->nranks, d->rows, d->nrows, wrong, avg) != 0;
+            : report_json_root(d->json, &d->o, d->nranks, d->rows, d->nrows, wrong, avg,
+                               root_column(d)) != 0;
     if (fclose(d->json) != 0) failed = 1;
     d->json = NULL;
     if (!failed) return 0;

@@ -1,12 +1,14 @@
 /*
- * peer.h over MPI: MPI_Allreduce, MPI_Allgather, MPI_Send/MPI_Recv on
- * MPI_COMM_WORLD.  Built once per MPI found (Open MPI, MPICH); errors abort
- * the job (MPI_ERRORS_ARE_FATAL).
+ * peer.h over MPI: MPI_Allreduce, MPI_Allgather, MPI_Reduce_scatter_block,
+ * MPI_Bcast, MPI_Reduce, MPI_Alltoall, MPI_Send/MPI_Recv on MPI_COMM_WORLD.
+ * Built once per MPI found (Open MPI, MPICH); errors abort the job
+ * (MPI_ERRORS_ARE_FATAL).
  */
 #include "peer.h"
 
 #include <limits.h>
 #include <mpi.h>
+#include <string.h>
 
 #ifndef MPI_FLOAT16
 #ifdef MPIX_C_FLOAT16
@@ -33,9 +35,11 @@ const char *peer_library(void)
 void peer_usage(FILE *f, const char *prog)
 {
     fprintf(f,
-            "COLLECTIVE: allreduce (MPI_Allreduce), allgather (MPI_Allgather), sendrecv\n"
-            "            (MPI_Send/MPI_Recv to the next rank) or p2p (ranks 0 and 1:\n"
-            "            MPI_Send/MPI_Recv ping-pong, MPI_Isend/MPI_Irecv windows)\n"
+            "COLLECTIVE: allreduce (MPI_Allreduce), allgather (MPI_Allgather), reducescatter\n"
+            "            (MPI_Reduce_scatter_block), broadcast (MPI_Bcast), reduce\n"
+            "            (MPI_Reduce), alltoall (MPI_Alltoall), sendrecv (MPI_Send/MPI_Recv\n"
+            "            to the next rank) or p2p (ranks 0 and 1: MPI_Send/MPI_Recv\n"
+            "            ping-pong, MPI_Isend/MPI_Irecv windows); in place with MPI_IN_PLACE\n"
             "Start it with this MPI's launcher, e.g. mpiexec -n 2 %s allreduce.\n",
             prog);
 }
@@ -108,13 +112,26 @@ int peer_check_opts(const bench_opts_t *o, int verbose)
     size_t elemsize = peer_elem_size(o->dtype);
     if (elemsize == 0)
         snprintf(why, sizeof why, "no MPI datatype for %s", opts_dtype_name(o->dtype));
-    else if (o->coll == COLL_ALLREDUCE && mpi_op(o->op) == MPI_OP_NULL)
+    else if (opts_coll_reduces(o->coll) && mpi_op(o->op) == MPI_OP_NULL)
         snprintf(why, sizeof why, "no MPI reduction for %s", opts_op_name(o));
     else if (o->maxbytes / elemsize > (size_t)INT_MAX)
         snprintf(why, sizeof why, "-e %zu is more elements than an MPI count holds", o->maxbytes);
     if (why[0] == '\0') return 0;
     if (verbose) fprintf(stderr, "%s: %s\n", peer_library(), why);
     return 2;
+}
+
+/* MPI has MPI_IN_PLACE for every collective measured. */
+int peer_in_place(const bench_opts_t *o)
+{
+    (void)o;
+    return 1;
+}
+
+const char *peer_note(const bench_opts_t *o)
+{
+    (void)o;
+    return NULL;
 }
 
 static void check_count(size_t count)
@@ -138,6 +155,49 @@ void peer_allgather(const void *in, void *out, size_t count, const bench_opts_t 
     /* With MPI_IN_PLACE the send count and type are ignored. */
     MPI_Allgather(in != NULL ? in : MPI_IN_PLACE, (int)count, t, out, (int)count, t,
                   MPI_COMM_WORLD);
+}
+
+/* In place the result lands in out's first block, as MPI_IN_PLACE defines it. */
+void peer_reduce_scatter(const void *in, void *out, size_t count, const bench_opts_t *o)
+{
+    check_count(count);
+    MPI_Reduce_scatter_block(in != NULL ? in : MPI_IN_PLACE, out, (int)count, mpi_type(o->dtype),
+                             mpi_op(o->op), MPI_COMM_WORLD);
+}
+
+/* MPI_Bcast has one buffer: out of place the root sends from in and copies it to its
+ * own out, which jaccl's and Gloo's broadcast do too. */
+void peer_broadcast(const void *in, void *out, size_t count, const bench_opts_t *o)
+{
+    MPI_Datatype t = mpi_type(o->dtype);
+    int root = my_rank == o->root;
+    check_count(count);
+    MPI_Bcast(root && in != NULL ? (void *)in : out, (int)count, t, o->root, MPI_COMM_WORLD);
+    if (root && in != NULL) memcpy(out, in, count * peer_elem_size(o->dtype));
+}
+
+/* MPI_IN_PLACE is the root's only; in place elsewhere the input is out and the receive
+ * buffer, not significant there, is NULL (MPI forbids passing out twice). */
+void peer_reduce(const void *in, void *out, size_t count, const bench_opts_t *o)
+{
+    const void *send = in;
+    void *recv = out;
+    if (in == NULL && my_rank == o->root)
+        send = MPI_IN_PLACE;
+    else if (in == NULL) {
+        send = out;
+        recv = NULL;
+    }
+    check_count(count);
+    MPI_Reduce(send, recv, (int)count, mpi_type(o->dtype), mpi_op(o->op), o->root, MPI_COMM_WORLD);
+}
+
+void peer_alltoall(const void *in, void *out, size_t count, const bench_opts_t *o)
+{
+    MPI_Datatype t = mpi_type(o->dtype);
+    check_count(count);
+    /* With MPI_IN_PLACE the send count and type are ignored. */
+    MPI_Alltoall(in != NULL ? in : MPI_IN_PLACE, (int)count, t, out, (int)count, t, MPI_COMM_WORLD);
 }
 
 void peer_send(const void *buf, size_t count, const bench_opts_t *o, int peer)

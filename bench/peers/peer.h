@@ -25,14 +25,31 @@ void peer_usage(FILE *f, const char *prog);
 void peer_init(int *argc, char ***argv, int *rank, int *nranks);
 /* Bytes per element of dtype; 0 if the library has no such type. */
 size_t peer_elem_size(jaccl_dtype_t dtype);
-/* 0 if the library can run o (one of allreduce, allgather, sendrecv, p2p), else prints
- * why (when verbose) and returns 2. */
+/* 0 if the library can run o, else prints why (when verbose) and returns 2. */
 int peer_check_opts(const bench_opts_t *o, int verbose);
+/* 0 if the library has no in-place form of o->coll: its in-place column is N/A. */
+int peer_in_place(const bench_opts_t *o);
+/* How the library's measurement of o differs from jaccl-bench's, for the header; or NULL. */
+const char *peer_note(const bench_opts_t *o);
 
 /* in == NULL: in place on out.  count is the number of elements of o->dtype. */
 void peer_allreduce(const void *in, void *out, size_t count, const bench_opts_t *o);
 /* count elements per rank; in == NULL: in place, the input at out + rank * block. */
 void peer_allgather(const void *in, void *out, size_t count, const bench_opts_t *o);
+/*
+ * count elements of result per rank, from nranks blocks of input.  in == NULL: in
+ * place, the input is the nranks blocks at out and the result goes to out's first
+ * block: where MPI_IN_PLACE and Gloo's algorithm put it (jaccl puts it in block rank).
+ */
+void peer_reduce_scatter(const void *in, void *out, size_t count, const bench_opts_t *o);
+/* o->root's input to out on every rank, the root's own out included; in is read on
+ * the root only.  in == NULL: in place, the root's input is in out. */
+void peer_broadcast(const void *in, void *out, size_t count, const bench_opts_t *o);
+/* The reduction of every rank's input to out on o->root; out is unspecified elsewhere.
+ * in == NULL: in place, each rank's input is in its out. */
+void peer_reduce(const void *in, void *out, size_t count, const bench_opts_t *o);
+/* Blocks of count elements, nranks each side; in == NULL: in place on out. */
+void peer_alltoall(const void *in, void *out, size_t count, const bench_opts_t *o);
 void peer_send(const void *buf, size_t count, const bench_opts_t *o, int peer);
 void peer_recv(void *buf, size_t count, const bench_opts_t *o, int peer);
 /* Posts nsend non-blocking sends of sbuf and nrecv receives into rbuf (count elements
