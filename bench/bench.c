@@ -195,20 +195,34 @@ static void run_coll(bench_t *b, const bench_layout_t *l, int inplace)
 }
 
 /* Average microseconds per call on this rank; *iters: how many were timed. */
+struct timed_call {
+    bench_t *b;
+    const bench_layout_t *l;
+    int inplace;
+};
+
+static void timed_call(void *ctx)
+{
+    struct timed_call *t = ctx;
+    run_coll(t->b, t->l, t->inplace);
+}
+
+static int32_t timed_agree(void *ctx, int32_t v)
+{
+    return agree_max(((struct timed_call *)ctx)->b, v);
+}
+
 static double time_mode(bench_t *b, const bench_layout_t *l, int inplace, int *iters)
 {
+    struct timed_call c = {b, l, inplace};
+    bench_timed_t t = {&c, timed_call, timed_agree};
     /* Zeros keep repeated in-place reductions clear of overflow and NaN. */
     memset(b->sendbuf, 0, l->sendbytes);
     memset(b->recvbuf, 0, l->bytes);
-    /* Untimed first call (as nccl-tests); agreeing on the count is the barrier
-     * that starts all ranks together. */
-    double first = bench_now_us();
+    /* Untimed first call (as nccl-tests), then a barrier so all ranks start together. */
     run_coll(b, l, inplace);
-    int n = agree_max(b, opts_iters_within(&b->o, bench_now_us() - first));
-    double start = bench_now_us();
-    for (int i = 0; i < n; i++) run_coll(b, l, inplace);
-    *iters = n;
-    return (bench_now_us() - start) / n;
+    agree_max(b, 0);
+    return bench_time_calls(&b->o, &t, iters);
 }
 
 /* Mismatches in the output of the checked call. */

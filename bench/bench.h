@@ -52,10 +52,20 @@ const char *opts_dtype_name(jaccl_dtype_t dtype);
 const char *opts_op_name(const bench_opts_t *o);
 /* The size after size with -f factor (at least one more; SIZE_MAX past any -e). */
 size_t opts_next_size(size_t size, double factor);
-/* Timed calls for one size and mode: -n, or fewer where -T would be exceeded at
- * first_us per call (the untimed first call's time); at least 1.  Ranks must agree
- * on it (the largest proposal) before timing. */
-int opts_iters_within(const bench_opts_t *o, double first_us);
+/* What bench_time_calls times, over any library. */
+typedef struct {
+    void *ctx;
+    void (*call)(void *ctx);                    /* one call of the measured collective */
+    int32_t (*agree_max)(void *ctx, int32_t v); /* every rank gets the largest v */
+} bench_timed_t;
+/*
+ * Times o->iters calls (all ranks started together); under -T in blocks of 1,
+ * 2, 4, ... calls, stopping after the first block that took the total past
+ * the limit on any rank (agreed between blocks, off the clock: a first call
+ * can be far faster than the rest, so no count is guessed from it).  Returns
+ * microseconds per call on this rank; *iters: calls timed.
+ */
+double bench_time_calls(const bench_opts_t *o, const bench_timed_t *t, int *iters);
 /* One size step, laid out as nccl-tests does. */
 typedef struct {
     size_t count;     /* the call's: per rank for allgather, reducescatter and alltoall */

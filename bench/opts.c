@@ -73,9 +73,9 @@ static void usage(FILE *f)
                "  -f FACTOR multiply the size by FACTOR (> 1) each step (default 2)\n"
                "  -n ITERS  timed iterations per size (default 20)\n"
                "  -w ITERS  warm-up iterations at the largest and smallest size (default 5)\n"
-               "  -T MS     time limit per size: fewer than -n calls where -n would take\n"
-               "            longer than MS milliseconds (from the first call's time; default\n"
-               "            0, no limit); the JSON gives the calls timed per row\n"
+               "  -T MS     time limit per size: stop before -n calls once they have taken\n"
+               "            MS milliseconds (checked after 1, 3, 7, 15 ... calls; default 0,\n"
+               "            no limit); the JSON gives the calls timed per row\n"
                "  -c 0|1    verify results after timing (default 1)\n"
                "  -d TYPE   int8 uint8 int16 uint16 int32 uint32 int64 uint64 bool\n"
                "            half|float16 bfloat16 float|float32 double|float64 complex64\n"
@@ -314,12 +314,20 @@ size_t opts_next_size(size_t size, double factor)
     return next > (double)size ? (size_t)next : size + 1;
 }
 
-int opts_iters_within(const bench_opts_t *o, double first_us)
+double bench_time_calls(const bench_opts_t *o, const bench_timed_t *t, int *iters)
 {
-    if (o->max_ms <= 0 || first_us <= 0) return o->iters;
-    double fit = (double)o->max_ms * 1e3 / first_us;
-    if (fit >= (double)o->iters) return o->iters;
-    return fit < 1 ? 1 : (int)fit;
+    double spent = 0, limit_us = (double)o->max_ms * 1e3;
+    long done = 0, block = o->max_ms > 0 ? 1 : o->iters;
+    for (; done < o->iters; block *= 2) {
+        long n = block < o->iters - done ? block : o->iters - done;
+        double start = bench_now_us();
+        for (long i = 0; i < n; i++) t->call(t->ctx);
+        spent += bench_now_us() - start;
+        done += n;
+        if (o->max_ms > 0 && done < o->iters && t->agree_max(t->ctx, spent >= limit_us)) break;
+    }
+    *iters = (int)done;
+    return spent / (double)done;
 }
 
 /* Input of one block per rank: reducescatter, alltoall. */

@@ -72,8 +72,8 @@ static void usage(FILE *f, const char *prog)
                "  -f FACTOR multiply the size by FACTOR (> 1) each step (default 2)\n"
                "  -n ITERS  timed iterations per size (default 20)\n"
                "  -w ITERS  warm-up iterations at the largest and smallest size (default 5)\n"
-               "  -T MS     time limit per size: fewer than -n calls where -n would take\n"
-               "            longer than MS milliseconds (default 0, no limit)\n"
+               "  -T MS     time limit per size: stop before -n calls once they have taken\n"
+               "            MS milliseconds (checked after 1, 3, 7, 15 ... calls; default 0)\n"
                "  -c 0|1    verify results after timing (default 1)\n"
                "  -d TYPE   element type, as jaccl-bench (default float)\n"
                "  -o OP     sum prod min max (default sum; allreduce, reducescatter and\n"
@@ -259,18 +259,34 @@ static void run_coll(drv_t *d, const bench_layout_t *l, int inplace)
     }
 }
 
+struct timed_call {
+    drv_t *d;
+    const bench_layout_t *l;
+    int inplace;
+};
+
+static void timed_call(void *ctx)
+{
+    struct timed_call *t = ctx;
+    run_coll(t->d, t->l, t->inplace);
+}
+
+static int32_t timed_agree(void *ctx, int32_t v)
+{
+    (void)ctx;
+    return peer_max_i32(v);
+}
+
 /* Average microseconds per call on this rank; *iters: how many were timed. */
 static double time_mode(drv_t *d, const bench_layout_t *l, int inplace, int *iters)
 {
+    struct timed_call c = {d, l, inplace};
+    bench_timed_t t = {&c, timed_call, timed_agree};
     memset(d->sendbuf, 0, l->sendbytes);
     memset(d->recvbuf, 0, l->bytes);
-    double first = bench_now_us();
     run_coll(d, l, inplace);
-    int n = (int)peer_max_i32((int32_t)opts_iters_within(&d->o, bench_now_us() - first));
-    double start = bench_now_us();
-    for (int i = 0; i < n; i++) run_coll(d, l, inplace);
-    *iters = n;
-    return (bench_now_us() - start) / n;
+    peer_barrier();
+    return bench_time_calls(&d->o, &t, iters);
 }
 
 /*
