@@ -60,6 +60,7 @@ struct jaccl_algo_ctx {
     int max_links;        /* most links to any peer */
     int ring_bidir;       /* ring: send halves both ways round */
     int hdr_mode;         /* JACCL_HDR_*, set by the core for the call in progress */
+    int run_flags;        /* JACCL_XFER_* flags of the run in progress's sends */
     struct jaccl_hdr hdr; /* JACCL_HDR_COLL: this call's */
     uint32_t coll_seq;    /* collectives made so far */
     char *hdr_buf;        /* message counters per peer, header slots, staging; grown on demand */
@@ -115,6 +116,8 @@ struct jaccl_stream {
  */
 jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns,
                               jaccl_reduce_fn fn, size_t esize);
+/* jaccl_algo_run of plain copies into their final place (JACCL_XFER_BULK sends). */
+jaccl_result_t jaccl_algo_run_bulk(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns);
 
 /*
  * A batch: sends and receives that keep coming while earlier ones progress

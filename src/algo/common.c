@@ -244,7 +244,7 @@ static inline void hdr_add(struct jaccl_algo_ctx *c, struct run_hdrs *H,
         h->dst = s->buf;
         H->unchecked++;
     }
-    c->xfers[xi] = (struct jaccl_xfer){h->wire, HDR_LEN + h->plen, 0, h->peer, 0, s->dir};
+    c->xfers[xi] = (struct jaccl_xfer){h->wire, HDR_LEN + h->plen, 0, h->peer, 0, s->dir, 0};
 }
 
 /* Slots and staging a run may need: one header per stream, or two per peer. */
@@ -285,7 +285,7 @@ static void hdr_notice(struct jaccl_algo_ctx *c, const struct hslot *h, const st
     struct jaccl_hdr n = {
         .kind = JACCL_HDR_NOTICE, .count = got->count, .aux = h->want.count, .seq = got->seq};
     hdr_encode(&n, w);
-    struct jaccl_xfer x = {w, HDR_LEN, 0, h->peer, 0, JACCL_XFER_SEND};
+    struct jaccl_xfer x = {w, HDR_LEN, 0, h->peer, 0, JACCL_XFER_SEND, 0};
     c->tp->ops->progress(c->tp, &x, 1, 0, jaccl_now_ns() + 200000000);
 }
 
@@ -375,7 +375,8 @@ static int run_setup(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns, 
         for (; l < nl; l++) {
             size_t off, len;
             jaccl_algo_part(st[i].len, nl, l, 64, &off, &len);
-            struct jaccl_xfer x = {st[i].buf + off, len, 0, peer, l, st[i].dir};
+            int fl = st[i].dir == JACCL_XFER_SEND ? c->run_flags : 0;
+            struct jaccl_xfer x = {st[i].buf + off, len, 0, peer, l, st[i].dir, fl};
             if (!reduce) {
                 c->xfers[nx++] = x;
                 continue;
@@ -423,6 +424,14 @@ static int run_pending(const struct jaccl_algo_ctx *c, int nx)
     for (int i = 0; i < nx; i++)
         if (c->xfers[i].done < c->xfers[i].len) return 1;
     return 0;
+}
+
+jaccl_result_t jaccl_algo_run_bulk(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns)
+{
+    c->run_flags = JACCL_XFER_BULK;
+    jaccl_result_t rc = jaccl_algo_run(c, st, ns, NULL, 0);
+    c->run_flags = 0;
+    return rc;
 }
 
 jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns,

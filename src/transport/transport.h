@@ -15,6 +15,10 @@
 
 enum { JACCL_XFER_SEND = 0, JACCL_XFER_RECV = 1 };
 
+/* jaccl_xfer.flags: a large copy straight into its final place, not reduced on
+ * arrival (all-gather blocks): a single copy may pay where a plain one would not. */
+#define JACCL_XFER_BULK 1
+
 /*
  * One posted transfer.  Transfers on the same (peer, link, dir) are carried
  * in array order, and the two sides must post matching lengths in the same
@@ -27,6 +31,7 @@ struct jaccl_xfer {
     int peer;
     int link;
     int dir;
+    int flags; /* JACCL_XFER_* flags */
 };
 
 /* Where a rank runs, exchanged at bootstrap (core/hostid.c). */

@@ -84,7 +84,7 @@ static jaccl_result_t mesh_allgatherv(struct jaccl_algo_ctx *c, char *r, const s
         st[ns++] = (struct jaccl_stream){JACCL_XFER_SEND, p, r + off[c->rank], len[c->rank], NULL};
         st[ns++] = (struct jaccl_stream){JACCL_XFER_RECV, p, r + off[p], len[p], NULL};
     }
-    return jaccl_algo_run(c, st, ns, NULL, 0);
+    return jaccl_algo_run_bulk(c, st, ns);
 }
 
 /*
@@ -164,7 +164,7 @@ static jaccl_result_t mesh_ag_pieces(struct jaccl_algo_ctx *c, const char *s, ch
             st[ns++] =
                 (struct jaccl_stream){JACCL_XFER_RECV, p, r + (size_t)p * bytes + at, l, NULL};
         }
-        jaccl_result_t rc = jaccl_algo_run(c, st, ns, NULL, 0);
+        jaccl_result_t rc = jaccl_algo_run_bulk(c, st, ns);
         if (rc != JACCL_SUCCESS) return rc;
         if (own != s) jaccl_algo_ag_copy(own + at, s + at, l, bytes);
     }
