@@ -22,10 +22,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define CMA_MIN ((size_t)64 << 10) /* below this, two copies beat a system call */
-#define CMA_BULK_MIN                                                                               \
-    ((size_t)256 << 10)         /* oversubscribed bulk copies from here: see shm_cma_pays */
-#define WAIT_SLICE_NS 2000000LL /* futex sleeps: short, to see the abort flag */
+#define CMA_MIN       ((size_t)64 << 10)  /* below this, two copies beat a system call */
+#define CMA_BULK_MIN  ((size_t)256 << 10) /* oversubscribed bulk sends: see shm_cma_pays */
+#define WAIT_SLICE_NS 2000000LL           /* futex sleeps: short, to see the abort flag */
 #define LIVENESS_NS   50000000LL
 #define SPIN_POLLS    16 /* idle polls between looks at the clock (a poll is ~40 ns) */
 #define YIELD_POLLS   8  /* oversubscribed: polls before giving the core to a rank that needs it */
