@@ -131,7 +131,12 @@ JACCL_API jaccl_result_t jaccl_comm_init_env(jaccl_comm_t *comm);
 JACCL_API jaccl_result_t jaccl_comm_split(jaccl_comm_t comm, int color, int key,
                                           jaccl_comm_t *newcomm);
 
-/* Close every link and free the communicator.  NULL is accepted. */
+/*
+ * Close every link and free the communicator.  NULL is accepted.  The last
+ * communicator on a set of links first reads the collective headers peers
+ * still owe it (see JACCL_ERR_INVALID_USAGE below), waiting for a peer at
+ * most JACCL_TIMEOUT, and logs a mismatch or a failure there as a warning.
+ */
 JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm);
 
 /*
@@ -166,6 +171,11 @@ JACCL_API const char *jaccl_last_error(jaccl_comm_t comm);
  * root, or a recv of another size than the send; the message names both
  * sides) and JACCL_ERR_ABORTED (jaccl_comm_abort).  After those, REMOTE and
  * TIMEOUT the communicator refuses further calls: destroy it.
+ * A rank that receives nothing from the other rank in that call (a
+ * broadcast's root, a reduce's other ranks) may return success and get the
+ * error from a later call: the first that receives from that rank, or that
+ * runs while its header arrives; a rank runs at most 8 collectives ahead of
+ * a rank it only sends to.
  */
 
 /*

@@ -36,9 +36,10 @@ struct jaccl_hdr {
 };
 
 enum {
-    JACCL_HDR_OFF,  /* nothing added (the communicator's own internal traffic) */
-    JACCL_HDR_COLL, /* the next run exchanges hdr with every rank, then checks theirs */
-    JACCL_HDR_P2P   /* every stream of the next run carries or expects its own header */
+    JACCL_HDR_OFF,   /* nothing added (the communicator's own internal traffic) */
+    JACCL_HDR_COLL,  /* the next run exchanges hdr with every rank, then checks theirs */
+    JACCL_HDR_P2P,   /* every stream of the next run carries or expects its own header */
+    JACCL_HDR_SETTLE /* the next run reads every owed header and nothing else */
 };
 
 /* What an algorithm works with; owned by the communicator, reused by every call. */
@@ -65,7 +66,33 @@ struct jaccl_algo_ctx {
     uint32_t coll_seq;    /* collectives made so far */
     char *hdr_buf;        /* message counters per peer, header slots, staging; grown on demand */
     size_t hdr_buf_len;
+    struct jaccl_owed *owed; /* shared by the contexts on one transport; NULL: read every
+                                header in the call that sends it */
 };
+
+/*
+ * Collective headers not read yet, up to 8 per transport peer.  A rank that
+ * only sends to a peer in a collective would wait for that peer's header
+ * alone (a round trip per broadcast for its root); it reads it in a later
+ * run: one that receives from the peer (before any of its later bytes), or
+ * any run while it arrives, or the run that would owe a 9th.  Shared by
+ * every context on one transport (communicators split from one another
+ * share links).
+ */
+struct jaccl_owed;
+struct jaccl_owed *jaccl_owed_new(int tp_size);
+void jaccl_owed_free(struct jaccl_owed *o);
+/*
+ * A call on these links failed with rc: what is owed can no longer be read
+ * in step, so every later run of a context that shares them fails with rc
+ * while anything is owed (jaccl_algo_settle skips it), and none defers more.
+ */
+void jaccl_owed_broken(struct jaccl_owed *o, jaccl_result_t rc);
+/*
+ * Read and check every header c's transport owes, before a batch or a close
+ * uses the links.  Errors as jaccl_algo_run.
+ */
+jaccl_result_t jaccl_algo_settle(struct jaccl_algo_ctx *c);
 
 struct jaccl_algo_ops {
     const char *name;
@@ -133,7 +160,11 @@ jaccl_result_t jaccl_algo_run_bulk(struct jaccl_algo_ctx *c, struct jaccl_stream
 struct jaccl_batch;
 jaccl_result_t jaccl_batch_new(struct jaccl_batch **out);
 void jaccl_batch_free(struct jaccl_batch *b);
-/* Add ns streams of c; tag comes back from jaccl_batch_take.  Fails only without memory. */
+/*
+ * Add ns streams of c; tag comes back from jaccl_batch_take.  Reads what c's
+ * transport owes first (jaccl_algo_settle, which may fail as a run does);
+ * otherwise fails only without memory.
+ */
 jaccl_result_t jaccl_batch_add(struct jaccl_batch *b, struct jaccl_algo_ctx *c,
                                struct jaccl_stream *st, int ns, const volatile int *aborted,
                                void *tag);

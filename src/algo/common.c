@@ -89,11 +89,55 @@ struct hslot {
 
 struct run_hdrs {
     int mode, n, unchecked;
+    int opt;    /* xfers[opt, nx): owed headers read if they come, not waited for */
+    int owing;  /* headers were owed when the run began */
+    int served; /* JACCL_HDR_COLL: (rank, dir) pairs with a slot */
     struct hslot *slot;
     char *stage;
     uint32_t *sseq, *rseq; /* [size]: messages sent to / received from each rank */
     char *seen;            /* [2 * size]: JACCL_HDR_COLL: (rank, dir) has its slot */
 };
+
+/*
+ * Headers a peer owes us (algo.h), oldest first.  Up to OWED_MAX per peer
+ * let a root run that many calls ahead of its receivers, as an MPI's eager
+ * sends do; one slot more than that, as the run that reads the oldest may
+ * owe the next in the same run.
+ */
+#define OWED_MAX 8
+
+struct owed_hdr {
+    char wire[HDR_LEN];
+    struct jaccl_hdr want;
+    int rank; /* the peer's rank on the communicator of the call, for messages */
+};
+
+struct owed_peer {
+    struct owed_hdr q[OWED_MAX + 1];
+    int head, n;
+    int post;    /* in the run being laid out: how many to read without waiting */
+    unsigned rx; /* the run numbered so receives from this peer */
+    size_t done; /* bytes of the oldest read by earlier runs */
+};
+
+struct jaccl_owed {
+    int n;
+    jaccl_result_t broken; /* the failure that left these links out of step */
+    unsigned run;          /* runs laid out while headers were owed */
+    struct owed_peer p[];  /* [transport peer] */
+};
+
+/* Whether c may defer headers: it has the table and its links are in step. */
+static inline int owed_on(const struct jaccl_algo_ctx *c)
+{
+    return c->owed && c->owed->broken == JACCL_SUCCESS;
+}
+
+/* Headers owed to c (none once its links failed: they are out of step). */
+static inline int owed_count(const struct jaccl_algo_ctx *c)
+{
+    return owed_on(c) ? c->owed->n : 0;
+}
 
 /* A little-endian 64-bit word at p (headers: the same bytes on every host). */
 static inline void put_le(char *p, uint64_t v)
@@ -192,7 +236,7 @@ static int hdr_reserve(struct jaccl_algo_ctx *c, int nslots, size_t stage, struc
     size_t at = (fixed + 15) & ~(size_t)15;
     H->slot = (struct hslot *)(void *)(c->hdr_buf + at);
     H->stage = c->hdr_buf + at + sl;
-    H->n = H->unchecked = 0;
+    H->n = H->unchecked = H->served = 0;
     return 0;
 }
 
@@ -213,6 +257,7 @@ static int hdr_wanted(struct run_hdrs *H, const struct jaccl_stream *s)
     char *seen = &H->seen[2 * s->peer + s->dir];
     int first = !*seen;
     *seen = 1;
+    H->served += first;
     return first;
 }
 
@@ -247,27 +292,153 @@ static inline void hdr_add(struct jaccl_algo_ctx *c, struct run_hdrs *H,
     c->xfers[xi] = (struct jaccl_xfer){h->wire, HDR_LEN + h->plen, 0, h->peer, 0, s->dir, 0};
 }
 
-/* Slots and staging a run may need: one header per stream, or two per peer. */
+/* Slots and staging a run may need: one header per stream, or two per peer; and those owed. */
 static inline int hdr_prepare(struct jaccl_algo_ctx *c, const struct jaccl_stream *st, int ns,
                               struct run_hdrs *H)
 {
     int n = H->mode == JACCL_HDR_P2P ? ns : ns + 2 * c->size;
+    n += owed_count(c);
     size_t stage = (size_t)n * HDR_LEN;
     for (int i = 0; i < ns; i++) stage += st[i].len < COALESCE_MAX ? st[i].len : COALESCE_MAX;
     return hdr_reserve(c, n, stage, H);
 }
 
+/* ---- owed headers (algo.h): read by a later run ---- */
+
+struct jaccl_owed *jaccl_owed_new(int tp_size)
+{
+    return calloc(1, sizeof(struct jaccl_owed) + (size_t)tp_size * sizeof(struct owed_peer));
+}
+
+void jaccl_owed_free(struct jaccl_owed *o)
+{
+    free(o);
+}
+
+void jaccl_owed_broken(struct jaccl_owed *o, jaccl_result_t rc)
+{
+    if (o && o->broken == JACCL_SUCCESS) o->broken = rc;
+}
+
+/* Add at xi the read of peer's k-th oldest owed header, checked as it arrives. */
+static void owed_post(struct jaccl_algo_ctx *c, struct run_hdrs *H, int peer, int k, int xi)
+{
+    struct owed_peer *o = &c->owed->p[peer];
+    struct owed_hdr *e = &o->q[(o->head + k) % (OWED_MAX + 1)];
+    struct hslot *h = &H->slot[H->n++];
+    *h = (struct hslot){.rank = e->rank,
+                        .peer = peer,
+                        .dir = JACCL_XFER_RECV,
+                        .xi = xi,
+                        .wire = e->wire,
+                        .want = e->want};
+    H->unchecked++;
+    size_t done = k == 0 ? o->done : 0;
+    c->xfers[xi] = (struct jaccl_xfer){e->wire, HDR_LEN, done, peer, 0, JACCL_XFER_RECV, 0};
+}
+
+/* The m oldest of peer's are read (or being read, by a run that waits for them). */
+static void owed_pop(struct jaccl_owed *w, int peer, int m)
+{
+    struct owed_peer *o = &w->p[peer];
+    o->head = (o->head + m) % (OWED_MAX + 1);
+    o->n -= m;
+    w->n -= m;
+    if (m) o->done = 0;
+}
+
+/* Post the m oldest of peer's owed headers from xi on, to be waited for. */
+static int owed_post_due(struct jaccl_algo_ctx *c, struct run_hdrs *H, int peer, int m, int xi)
+{
+    struct owed_peer *o = &c->owed->p[peer];
+    for (int k = 0; k < m; k++) owed_post(c, H, peer, k, xi++);
+    owed_pop(c->owed, peer, m);
+    o->post = o->n;
+    return xi;
+}
+
+/*
+ * Post what this run must read ahead of its own transfers: everything owed
+ * by a peer it receives from (on the link it comes before the peer's later
+ * bytes), everything for a settle, and in a collective's first run the
+ * oldest of a member whose queue is full, to make room for this call's.
+ * The rest waits for owed_post_rest.
+ */
+static int owed_post_must(struct jaccl_algo_ctx *c, struct run_hdrs *H,
+                          const struct jaccl_stream *st, int ns)
+{
+    int n = owed_count(c), nx = 0, all = H->mode == JACCL_HDR_SETTLE;
+    H->owing = n > 0;
+    if (n == 0) return 0;
+    if (n > c->xfers_cap && run_grow(c, n) != 0) return -1;
+    unsigned run = ++c->owed->run;
+    for (int i = 0; i < ns; i++)
+        if (st[i].dir == JACCL_XFER_RECV) c->owed->p[jaccl_algo_peer(c, st[i].peer)].rx = run;
+    for (int p = 0; p < c->tp->size; p++) {
+        struct owed_peer *o = &c->owed->p[p];
+        nx = owed_post_due(c, H, p, o->n && (all || o->rx == run) ? o->n : 0, nx);
+    }
+    for (int r = 0; r < c->size && H->mode == JACCL_HDR_COLL; r++) {
+        int p = jaccl_algo_peer(c, r);
+        if (r != c->rank && c->owed->p[p].n == OWED_MAX) nx = owed_post_due(c, H, p, 1, nx);
+    }
+    return nx;
+}
+
+/*
+ * Post the others last (so a timeout names what the run waits for), read if
+ * they come but not waited for: a rank blocked on one peer still learns of a
+ * mismatch another has sent it.  Not those this run has just deferred.
+ */
+static int owed_post_rest(struct jaccl_algo_ctx *c, struct run_hdrs *H, int nx)
+{
+    int n = H->owing ? owed_count(c) : 0; /* else all were deferred by this run */
+    H->opt = nx;
+    if (n == 0) return nx;
+    if (nx + n > c->xfers_cap && run_grow(c, nx + n) != 0) return -1;
+    for (int p = 0; p < c->tp->size; p++)
+        for (int k = 0; k < c->owed->p[p].post; k++) owed_post(c, H, p, k, nx++);
+    return nx;
+}
+
+/* After the run: those read whole are done with (each was checked); part of the next is kept. */
+static void owed_keep(struct jaccl_algo_ctx *c, const struct run_hdrs *H, int nx)
+{
+    for (int i = H->opt; i < nx; i++) {
+        const struct jaccl_xfer *x = &c->xfers[i];
+        if (x->done == HDR_LEN) {
+            owed_pop(c->owed, x->peer, 1);
+            continue;
+        }
+        c->owed->p[x->peer].done = x->done;
+        while (i + 1 < nx && c->xfers[i + 1].peer == x->peer) i++; /* its later ones: nothing */
+    }
+}
+
+/* Rank r's header of this call is read by a later run. */
+static void owed_defer(struct jaccl_algo_ctx *c, int r)
+{
+    struct owed_peer *o = &c->owed->p[jaccl_algo_peer(c, r)];
+    struct owed_hdr *e = &o->q[(o->head + o->n) % (OWED_MAX + 1)];
+    e->want = c->hdr;
+    e->rank = r;
+    o->n++;
+    c->owed->n++;
+}
+
 /* JACCL_HDR_COLL: a header each way with every rank the run's streams did not reach. */
 static int hdr_add_rest(struct jaccl_algo_ctx *c, struct run_hdrs *H, int nx)
 {
-    /* In collective mode each slot serves one (rank, direction): all served, nothing to add. */
-    if (H->mode != JACCL_HDR_COLL || H->n == 2 * (c->size - 1)) return nx;
+    if (H->mode != JACCL_HDR_COLL || H->served == 2 * (c->size - 1)) return nx;
     for (int r = 0; r < c->size; r++)
         for (int d = 0; d < 2 && r != c->rank; d++) {
             if (H->seen[2 * r + d]) continue;
             if (nx + 1 > c->xfers_cap && run_grow(c, nx + 1) != 0) return -1;
             struct jaccl_stream s = {d, r, NULL, 0, NULL};
-            hdr_add(c, H, &s, SIZE_MAX, nx++);
+            if (d == JACCL_XFER_RECV && owed_on(c))
+                owed_defer(c, r);
+            else
+                hdr_add(c, H, &s, SIZE_MAX, nx++);
         }
     return nx;
 }
@@ -322,12 +493,12 @@ __attribute__((cold, noinline)) static jaccl_result_t hdr_refuse(struct jaccl_al
                                                                  const struct hslot *h, int nx)
 {
     struct jaccl_hdr got;
-    if (!hdr_decode(h->wire, &got))
-        return jaccl_err_set(c->err, JACCL_ERR_INVALID_USAGE,
-                             "rank %d sent bytes that are not a jaccl header where this "
-                             "rank's %s begins: the two ranks' calls are out of step",
-                             h->rank, c->err->call ? c->err->call : "call");
-    return hdr_mismatch(c, h, &got, nx);
+    char want[160];
+    if (hdr_decode(h->wire, &got)) return hdr_mismatch(c, h, &got, nx);
+    return jaccl_err_set(c->err, JACCL_ERR_INVALID_USAGE,
+                         "rank %d sent bytes that are not a jaccl header where this rank "
+                         "expects the header of %s: the two ranks' calls are out of step",
+                         h->rank, hdr_describe(&h->want, 1, want, sizeof(want)));
 }
 
 /* Check every header that has arrived, before any payload behind it is trusted. */
@@ -358,9 +529,9 @@ static void hdr_deliver(const struct run_hdrs *H)
 static int run_setup(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns, int withred,
                      struct red_part *red, int *nred, struct run_hdrs *H)
 {
-    int nx = 0;
+    int nx = owed_post_must(c, H, st, ns);
     *nred = 0;
-    for (int i = 0; i < ns; i++) {
+    for (int i = 0; i < ns && nx >= 0; i++) {
         int peer = jaccl_algo_peer(c, st[i].peer), nl = c->tp->ops->links(c->tp, peer);
         if (st[i].len < STRIPE_MIN) nl = 1; /* both ends see the same length */
         int reduce = withred && st[i].dir == JACCL_XFER_RECV;
@@ -393,7 +564,8 @@ static int run_setup(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns, 
             nx += 2;
         }
     }
-    return hdr_add_rest(c, H, nx);
+    nx = nx < 0 ? -1 : hdr_add_rest(c, H, nx);
+    return nx < 0 ? -1 : owed_post_rest(c, H, nx);
 }
 
 /* Reduce every segment that has fully arrived and post the next one in its slot. */
@@ -426,6 +598,37 @@ static int run_pending(const struct jaccl_algo_ctx *c, int nx)
     return 0;
 }
 
+/* Move the run's transfers until all are done (those of owed headers need not be). */
+/* A call on a communicator sharing c's links failed while headers were owed on them. */
+__attribute__((cold, noinline)) static jaccl_result_t owed_broken(struct jaccl_algo_ctx *c)
+{
+    return jaccl_err_set(c->err, c->owed->broken,
+                         "a call on a communicator that shares these links failed (%s) and left "
+                         "them out of step; destroy this communicator too",
+                         jaccl_result_string(c->owed->broken));
+}
+
+static jaccl_result_t run_loop(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
+                               struct red_part *red, int nred, jaccl_reduce_fn fn, size_t esize,
+                               struct run_hdrs *H, int nx)
+{
+    for (;;) {
+        int busy = nred ? run_reduce_ready(c, st, red, nred, fn, esize) : 0;
+        if (!busy && !run_pending(c, H->opt)) break;
+        /* Return after each step while headers are due, to check them as they arrive. */
+        int any = nred > 0 || H->unchecked > 0;
+        jaccl_result_t rc = c->tp->ops->progress(c->tp, c->xfers, nx, any, c->deadline_ns);
+        /* Before any reduce; and on a failure too, as a peer that refused our
+         * header closes its links right after its own header reaches us. */
+        if (H->unchecked) {
+            jaccl_result_t hc = hdr_check(c, H, nx);
+            rc = hc != JACCL_SUCCESS ? hc : rc;
+        }
+        if (rc != JACCL_SUCCESS) return rc;
+    }
+    return JACCL_SUCCESS;
+}
+
 jaccl_result_t jaccl_algo_run_bulk(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns)
 {
     c->run_flags = JACCL_XFER_BULK;
@@ -442,7 +645,9 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
     int nred;
     c->tp->err = c->err; /* communicators split from one another share the transport */
     if (H.mode == JACCL_HDR_COLL) c->hdr_mode = JACCL_HDR_OFF; /* the first run only */
-    int nx = H.mode == JACCL_HDR_OFF || hdr_prepare(c, st, ns, &H) == 0
+    if (c->owed && c->owed->broken && c->owed->n) return owed_broken(c);
+    int plain = H.mode == JACCL_HDR_OFF && !owed_count(c);
+    int nx = plain || hdr_prepare(c, st, ns, &H) == 0
                  ? run_setup(c, st, ns, fn != NULL, red, &nred, &H)
                  : -1;
     if (nx < 0)
@@ -450,22 +655,20 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
                              "cannot lay out %d transfers (out of memory, "
                              "or more than %d reducing streams)",
                              ns, RUN_MAX_RED);
-    for (;;) {
-        int busy = nred ? run_reduce_ready(c, st, red, nred, fn, esize) : 0;
-        if (!busy && !run_pending(c, nx)) break;
-        /* Return after each step while headers are due, to check them as they arrive. */
-        int any = nred > 0 || H.unchecked > 0;
-        jaccl_result_t rc = c->tp->ops->progress(c->tp, c->xfers, nx, any, c->deadline_ns);
-        /* Before any reduce; and on a failure too, as a peer that refused our
-         * header closes its links right after its own header reaches us. */
-        if (H.unchecked) {
-            jaccl_result_t hc = hdr_check(c, &H, nx);
-            rc = hc != JACCL_SUCCESS ? hc : rc;
-        }
-        if (rc != JACCL_SUCCESS) return rc;
-    }
-    hdr_deliver(&H);
-    return JACCL_SUCCESS;
+    jaccl_result_t rc = run_loop(c, st, red, nred, fn, esize, &H, nx);
+    if (H.opt < nx) owed_keep(c, &H, nx);
+    if (rc == JACCL_SUCCESS) hdr_deliver(&H);
+    return rc;
+}
+
+jaccl_result_t jaccl_algo_settle(struct jaccl_algo_ctx *c)
+{
+    if (!owed_count(c)) return JACCL_SUCCESS;
+    int mode = c->hdr_mode;
+    c->hdr_mode = JACCL_HDR_SETTLE;
+    jaccl_result_t rc = jaccl_algo_run(c, NULL, 0, NULL, 0);
+    c->hdr_mode = mode;
+    return rc;
 }
 
 /* ---- batches: point-to-point runs that grow while they progress ---- */
@@ -642,7 +845,8 @@ static int part_setup(struct batch_lane *l, struct batch_part *p, struct jaccl_s
     struct jaccl_algo_ctx *c = p->c;
     int nred;
     p->H.mode = JACCL_HDR_P2P;
-    if (hdr_prepare(c, st, ns, &p->H) != 0) return -1;
+    /* Its own ns slots suffice: jaccl_batch_add read everything owed first. */
+    if (owed_count(c) != 0 || hdr_prepare(c, st, ns, &p->H) != 0) return -1;
     /* The ctx's header buffer is reused by its next run: this part keeps its own. */
     size_t sl = (size_t)ns * sizeof(struct hslot);
     p->H.slot = (struct hslot *)(void *)p->hmem;
@@ -675,6 +879,9 @@ jaccl_result_t jaccl_batch_add(struct jaccl_batch *b, struct jaccl_algo_ctx *c,
                                struct jaccl_stream *st, int ns, const volatile int *aborted,
                                void *tag)
 {
+    /* Collectives ran before (the worker runs them alone): their owed headers come first. */
+    jaccl_result_t rc = jaccl_algo_settle(c);
+    if (rc != JACCL_SUCCESS) return rc;
     int li = batch_lane(b, c->tp);
     struct batch_part *p = li < 0 ? NULL : part_alloc(b, ns);
     if (!p) return jaccl_err_set(c->err, JACCL_ERR_NOMEM, "cannot add %d transfers to a batch", ns);

@@ -42,6 +42,7 @@ jaccl_result_t jaccl_call_end(struct jaccl_comm *c, jaccl_result_t rc)
         snprintf(c->failed_msg, sizeof(c->failed_msg), "%s", c->err.msg);
         /* A mismatch fails above the transport: peers reading our memory in place must stop. */
         if (c->tp && c->tp->ops->failed) c->tp->ops->failed(c->tp);
+        jaccl_owed_broken(c->actx.owed, rc);
     }
     return rc;
 }

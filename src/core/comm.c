@@ -192,7 +192,8 @@ static jaccl_result_t comm_agree_links(struct jaccl_comm *c, int64_t deadline, i
 }
 
 /* Scratch and transfer slots for the algorithms, allocated and touched once. */
-static jaccl_result_t comm_setup_algos(struct jaccl_comm *c, int max_links)
+/* owed: the parent's, shared with a split communicator; NULL: a new one for new links. */
+static jaccl_result_t comm_setup_algos(struct jaccl_comm *c, int max_links, struct jaccl_owed *owed)
 {
     struct jaccl_algo_ctx *a = &c->actx;
     *a = (struct jaccl_algo_ctx){.rank = c->rank,
@@ -205,13 +206,14 @@ static jaccl_result_t comm_setup_algos(struct jaccl_comm *c, int max_links)
                                  .ring_bidir = c->env.ring_bidir};
     a->peers = c->peers;
     a->max_links = max_links;
+    a->owed = owed || !c->tp ? owed : jaccl_owed_new(c->tp->size);
     size_t n = (size_t)c->size, need = jaccl_algo_run_scratch(a, 2);
     if (n * a->oneshot_bytes > need) need = n * a->oneshot_bytes;
     if (n * a->seg_bytes > need) need = n * a->seg_bytes;
     a->xfers_cap = (int)(4 * n * (size_t)(a->max_links + 1)) + 8;
     a->scratch = malloc(need);
     a->xfers = calloc((size_t)a->xfers_cap, sizeof(*a->xfers));
-    if (!a->scratch || !a->xfers)
+    if (!a->scratch || !a->xfers || (c->tp && !a->owed))
         return jaccl_err_set(&c->err, JACCL_ERR_NOMEM, "cannot allocate %zu bytes of scratch",
                              need);
     memset(a->scratch, 0, need); /* fault the pages in now, not during the first call */
@@ -237,7 +239,7 @@ static jaccl_result_t comm_init(struct jaccl_comm *c, const jaccl_config_t *cfg)
     } else {
         log_info("a job of one rank (%s not set): collectives copy locally", "JACCL_RANK");
     }
-    rc = comm_setup_algos(c, links);
+    rc = comm_setup_algos(c, links, NULL);
     if (rc == JACCL_SUCCESS && c->size > 1) jaccl_select_log_table(c);
     return rc;
 }
@@ -334,7 +336,7 @@ static jaccl_result_t split_build(struct jaccl_comm *parent, const int *members,
         jaccl_worker_share(parent, c);
     }
     /* The parent's count, agreed by every rank, covers any subset's links. */
-    jaccl_result_t rc = comm_setup_algos(c, parent->actx.max_links);
+    jaccl_result_t rc = comm_setup_algos(c, parent->actx.max_links, parent->actx.owed);
     if (rc != JACCL_SUCCESS) {
         snprintf(parent->err.msg, sizeof(parent->err.msg), "%s", c->err.msg);
         jaccl_comm_destroy(c);
@@ -367,6 +369,20 @@ JACCL_API jaccl_result_t jaccl_comm_split(jaccl_comm_t comm, int color, int key,
     return rc;
 }
 
+/*
+ * The last communicator on these links reads what peers still owe it before
+ * closing: TCP answers a close with unread data by a reset, which can throw
+ * away the last bytes a peer has yet to read.
+ */
+static void comm_settle(struct jaccl_comm *c)
+{
+    if (c->failed != JACCL_SUCCESS || jaccl_tp_aborted(c->abort_flag)) return;
+    c->err.call = "jaccl_comm_destroy";
+    c->actx.deadline_ns = jaccl_deadline_ns((int64_t)(c->env.timeout_s * 1e9));
+    if (jaccl_algo_settle(&c->actx) != JACCL_SUCCESS)
+        log_warn("closing without the last collective's check: %s", c->err.msg);
+}
+
 JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm)
 {
     if (!comm) return JACCL_SUCCESS;
@@ -374,7 +390,9 @@ JACCL_API jaccl_result_t jaccl_comm_destroy(jaccl_comm_t comm)
     if (!comm->tp) {
         free(comm->abort_flag);
     } else if (--comm->tp->refs == 0) {
+        comm_settle(comm);
         comm->tp->ops->close(comm->tp);
+        jaccl_owed_free(comm->actx.owed);
         free(comm->abort_flag);
     }
     free(comm->peers);
