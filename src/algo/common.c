@@ -105,6 +105,8 @@ struct run_hdrs {
  * owe the next in the same run.
  */
 #define OWED_MAX 8
+/* Read without waiting per peer and run: one more than a call adds, so a backlog drains. */
+#define OWED_READ 2
 
 struct owed_hdr {
     char wire[HDR_LEN];
@@ -353,7 +355,7 @@ static int owed_post_due(struct jaccl_algo_ctx *c, struct run_hdrs *H, int peer,
     struct owed_peer *o = &c->owed->p[peer];
     for (int k = 0; k < m; k++) owed_post(c, H, peer, k, xi++);
     owed_pop(c->owed, peer, m);
-    o->post = o->n;
+    o->post = o->n < OWED_READ ? o->n : OWED_READ;
     return xi;
 }
 
