@@ -89,9 +89,9 @@ struct hslot {
 
 struct run_hdrs {
     int mode, n, unchecked;
-    int opt;    /* xfers[opt, nx): owed headers read if they come, not waited for */
-    int owing;  /* headers were owed when the run began */
-    int served; /* JACCL_HDR_COLL: (rank, dir) pairs with a slot */
+    int opt, opt_end; /* xfers[opt, opt_end): owed headers read if they come, not waited for */
+    int owing;        /* headers were owed when the run began */
+    int served;       /* JACCL_HDR_COLL: (rank, dir) pairs with a slot */
     struct hslot *slot;
     char *stage;
     uint32_t *sseq, *rseq; /* [size]: messages sent to / received from each rank */
@@ -107,6 +107,13 @@ struct run_hdrs {
 #define OWED_MAX 8
 /* Read without waiting per peer and run: one more than a call adds, so a backlog drains. */
 #define OWED_READ 2
+/*
+ * Our own headers that only confirm a call to a peer we send nothing else
+ * are held back (a system call each over TCP) until this many, until the run
+ * would wait, or until we send that peer anything else.  Fewer than OWED_MAX,
+ * so a peer never waits for one of a call this rank has made.
+ */
+#define OWED_OUT 4
 
 struct owed_hdr {
     char wire[HDR_LEN];
@@ -119,11 +126,14 @@ struct owed_peer {
     int head, n;
     int post;    /* in the run being laid out: how many to read without waiting */
     unsigned rx; /* the run numbered so receives from this peer */
+    unsigned tx; /* the run numbered so sends to this peer */
     size_t done; /* bytes of the oldest read by earlier runs */
+    int nout;    /* headers held back in out */
+    char out[OWED_OUT][HDR_LEN];
 };
 
 struct jaccl_owed {
-    int n;
+    int n, nout;
     jaccl_result_t broken; /* the failure that left these links out of step */
     unsigned run;          /* runs laid out while headers were owed */
     struct owed_peer p[];  /* [transport peer] */
@@ -139,6 +149,12 @@ static inline int owed_on(const struct jaccl_algo_ctx *c)
 static inline int owed_count(const struct jaccl_algo_ctx *c)
 {
     return owed_on(c) ? c->owed->n : 0;
+}
+
+/* Headers c's links hold back, and those owed to it. */
+static inline int owed_any(const struct jaccl_algo_ctx *c)
+{
+    return owed_on(c) ? c->owed->n + c->owed->nout : 0;
 }
 
 /* A little-endian 64-bit word at p (headers: the same bytes on every host). */
@@ -359,6 +375,16 @@ static int owed_post_due(struct jaccl_algo_ctx *c, struct run_hdrs *H, int peer,
     return xi;
 }
 
+/* Add at xi the send of the headers held back for peer. */
+static void owed_flush(struct jaccl_algo_ctx *c, int peer, int xi)
+{
+    struct owed_peer *o = &c->owed->p[peer];
+    c->xfers[xi] =
+        (struct jaccl_xfer){o->out, (size_t)o->nout * HDR_LEN, 0, peer, 0, JACCL_XFER_SEND, 0};
+    c->owed->nout -= o->nout;
+    o->nout = 0;
+}
+
 /*
  * Post what this run must read ahead of its own transfers: everything owed
  * by a peer it receives from (on the link it comes before the peer's later
@@ -369,15 +395,18 @@ static int owed_post_due(struct jaccl_algo_ctx *c, struct run_hdrs *H, int peer,
 static int owed_post_must(struct jaccl_algo_ctx *c, struct run_hdrs *H,
                           const struct jaccl_stream *st, int ns)
 {
-    int n = owed_count(c), nx = 0, all = H->mode == JACCL_HDR_SETTLE;
-    H->owing = n > 0;
+    int n = owed_any(c), nx = 0, all = H->mode == JACCL_HDR_SETTLE;
+    H->owing = owed_count(c) > 0;
     if (n == 0) return 0;
     if (n > c->xfers_cap && run_grow(c, n) != 0) return -1;
     unsigned run = ++c->owed->run;
-    for (int i = 0; i < ns; i++)
-        if (st[i].dir == JACCL_XFER_RECV) c->owed->p[jaccl_algo_peer(c, st[i].peer)].rx = run;
+    for (int i = 0; i < ns; i++) {
+        struct owed_peer *o = &c->owed->p[jaccl_algo_peer(c, st[i].peer)];
+        *(st[i].dir == JACCL_XFER_RECV ? &o->rx : &o->tx) = run;
+    }
     for (int p = 0; p < c->tp->size; p++) {
         struct owed_peer *o = &c->owed->p[p];
+        if (o->nout && (all || o->tx == run)) owed_flush(c, p, nx++); /* before the run's bytes */
         nx = owed_post_due(c, H, p, o->n && (all || o->rx == run) ? o->n : 0, nx);
     }
     for (int r = 0; r < c->size && H->mode == JACCL_HDR_COLL; r++) {
@@ -395,17 +424,19 @@ static int owed_post_must(struct jaccl_algo_ctx *c, struct run_hdrs *H,
 static int owed_post_rest(struct jaccl_algo_ctx *c, struct run_hdrs *H, int nx)
 {
     int n = H->owing ? owed_count(c) : 0; /* else all were deferred by this run */
-    H->opt = nx;
+    H->opt = H->opt_end = nx;
     if (n == 0) return nx;
     if (nx + n > c->xfers_cap && run_grow(c, nx + n) != 0) return -1;
     for (int p = 0; p < c->tp->size; p++)
         for (int k = 0; k < c->owed->p[p].post; k++) owed_post(c, H, p, k, nx++);
+    H->opt_end = nx;
     return nx;
 }
 
 /* After the run: those read whole are done with (each was checked); part of the next is kept. */
-static void owed_keep(struct jaccl_algo_ctx *c, const struct run_hdrs *H, int nx)
+static void owed_keep(struct jaccl_algo_ctx *c, const struct run_hdrs *H)
 {
+    int nx = H->opt_end;
     for (int i = H->opt; i < nx; i++) {
         const struct jaccl_xfer *x = &c->xfers[i];
         if (x->done == HDR_LEN) {
@@ -428,6 +459,51 @@ static void owed_defer(struct jaccl_algo_ctx *c, int r)
     c->owed->n++;
 }
 
+/* Hold back our header of this call to rank r; send those held once there are OWED_OUT. */
+static int owed_hold(struct jaccl_algo_ctx *c, int r, int nx)
+{
+    int peer = jaccl_algo_peer(c, r);
+    struct owed_peer *o = &c->owed->p[peer];
+    hdr_encode(&c->hdr, o->out[o->nout++]);
+    c->owed->nout++;
+    if (o->nout == OWED_OUT) owed_flush(c, peer, nx++);
+    return nx;
+}
+
+/* Before the run waits: send everything held back (a peer may wait for it). */
+static int owed_flush_all(struct jaccl_algo_ctx *c, int nx)
+{
+    if (nx + c->owed->nout > c->xfers_cap && run_grow(c, nx + c->owed->nout) != 0) return -1;
+    for (int p = 0; p < c->tp->size && c->owed->nout; p++)
+        if (c->owed->p[p].nout) owed_flush(c, p, nx++);
+    return nx;
+}
+
+/*
+ * The run failed: still send each peer our held-back headers (so a peer in
+ * another call learns which, and fails naming both), unless half a message
+ * to it is on its way: they would land inside it.
+ */
+__attribute__((cold, noinline)) static void owed_flush_failed(struct jaccl_algo_ctx *c, int nx)
+{
+    struct jaccl_err spare = *c->err; /* a failure here must not replace the run's error */
+    c->tp->err = &spare;
+    for (int p = 0; p < c->tp->size; p++) {
+        struct owed_peer *o = &c->owed->p[p];
+        int half = 0;
+        for (int i = 0; i < nx && o->nout; i++) {
+            const struct jaccl_xfer *x = &c->xfers[i];
+            half |= x->peer == p && x->dir == JACCL_XFER_SEND && x->done > 0 && x->done < x->len;
+        }
+        if (!o->nout || half) continue;
+        struct jaccl_xfer x = {o->out, (size_t)o->nout * HDR_LEN, 0, p, 0, JACCL_XFER_SEND, 0};
+        c->tp->ops->progress(c->tp, &x, 1, 0, jaccl_now_ns() + 200000000);
+        c->owed->nout -= o->nout;
+        o->nout = 0;
+    }
+    c->tp->err = c->err;
+}
+
 /* JACCL_HDR_COLL: a header each way with every rank the run's streams did not reach. */
 static int hdr_add_rest(struct jaccl_algo_ctx *c, struct run_hdrs *H, int nx)
 {
@@ -439,6 +515,8 @@ static int hdr_add_rest(struct jaccl_algo_ctx *c, struct run_hdrs *H, int nx)
             struct jaccl_stream s = {d, r, NULL, 0, NULL};
             if (d == JACCL_XFER_RECV && owed_on(c))
                 owed_defer(c, r);
+            else if (owed_on(c))
+                nx = owed_hold(c, r, nx);
             else
                 hdr_add(c, H, &s, SIZE_MAX, nx++);
         }
@@ -600,7 +678,15 @@ static int run_pending(const struct jaccl_algo_ctx *c, int nx)
     return 0;
 }
 
-/* Move the run's transfers until all are done (those of owed headers need not be). */
+/* Whether any transfer the run waits for is unfinished (not the owed reads in H's range). */
+static int run_waits(const struct jaccl_algo_ctx *c, const struct run_hdrs *H, int nx)
+{
+    if (run_pending(c, H->opt)) return 1;
+    for (int i = H->opt_end; i < nx; i++)
+        if (c->xfers[i].done < c->xfers[i].len) return 1;
+    return 0;
+}
+
 /* A call on a communicator sharing c's links failed while headers were owed on them. */
 __attribute__((cold, noinline)) static jaccl_result_t owed_broken(struct jaccl_algo_ctx *c)
 {
@@ -610,16 +696,30 @@ __attribute__((cold, noinline)) static jaccl_result_t owed_broken(struct jaccl_a
                          jaccl_result_string(c->owed->broken));
 }
 
+/*
+ * Move the run's transfers until all are done (owed reads need not be).  With
+ * headers held back, the first pass does not wait: if it does not finish the
+ * run, they go out before it waits.
+ */
 static jaccl_result_t run_loop(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
                                struct red_part *red, int nred, jaccl_reduce_fn fn, size_t esize,
-                               struct run_hdrs *H, int nx)
+                               struct run_hdrs *H, int *pnx)
 {
-    for (;;) {
+    int held = owed_on(c) && c->owed->nout, nx = *pnx;
+    for (int pass = 0;; pass++) {
         int busy = nred ? run_reduce_ready(c, st, red, nred, fn, esize) : 0;
-        if (!busy && !run_pending(c, H->opt)) break;
+        if (!busy && !run_waits(c, H, nx)) break;
+        if (held && pass > 0) {
+            if ((nx = owed_flush_all(c, nx)) < 0)
+                return jaccl_err_set(c->err, JACCL_ERR_NOMEM, "cannot add %d held-back headers",
+                                     c->owed->nout);
+            *pnx = nx;
+            held = 0;
+        }
         /* Return after each step while headers are due, to check them as they arrive. */
         int any = nred > 0 || H->unchecked > 0;
-        jaccl_result_t rc = c->tp->ops->progress(c->tp, c->xfers, nx, any, c->deadline_ns);
+        int64_t deadline = held ? JACCL_TP_NOWAIT : c->deadline_ns;
+        jaccl_result_t rc = c->tp->ops->progress(c->tp, c->xfers, nx, any, deadline);
         /* Before any reduce; and on a failure too, as a peer that refused our
          * header closes its links right after its own header reaches us. */
         if (H->unchecked) {
@@ -648,7 +748,7 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
     c->tp->err = c->err; /* communicators split from one another share the transport */
     if (H.mode == JACCL_HDR_COLL) c->hdr_mode = JACCL_HDR_OFF; /* the first run only */
     if (c->owed && c->owed->broken && c->owed->n) return owed_broken(c);
-    int plain = H.mode == JACCL_HDR_OFF && !owed_count(c);
+    int plain = H.mode == JACCL_HDR_OFF && !owed_any(c);
     int nx = plain || hdr_prepare(c, st, ns, &H) == 0
                  ? run_setup(c, st, ns, fn != NULL, red, &nred, &H)
                  : -1;
@@ -657,15 +757,16 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
                              "cannot lay out %d transfers (out of memory, "
                              "or more than %d reducing streams)",
                              ns, RUN_MAX_RED);
-    jaccl_result_t rc = run_loop(c, st, red, nred, fn, esize, &H, nx);
-    if (H.opt < nx) owed_keep(c, &H, nx);
+    jaccl_result_t rc = run_loop(c, st, red, nred, fn, esize, &H, &nx);
+    if (H.opt < H.opt_end) owed_keep(c, &H);
+    if (rc != JACCL_SUCCESS && owed_on(c) && c->owed->nout) owed_flush_failed(c, nx);
     if (rc == JACCL_SUCCESS) hdr_deliver(&H);
     return rc;
 }
 
 jaccl_result_t jaccl_algo_settle(struct jaccl_algo_ctx *c)
 {
-    if (!owed_count(c)) return JACCL_SUCCESS;
+    if (!owed_any(c)) return JACCL_SUCCESS;
     int mode = c->hdr_mode;
     c->hdr_mode = JACCL_HDR_SETTLE;
     jaccl_result_t rc = jaccl_algo_run(c, NULL, 0, NULL, 0);
@@ -848,7 +949,7 @@ static int part_setup(struct batch_lane *l, struct batch_part *p, struct jaccl_s
     int nred;
     p->H.mode = JACCL_HDR_P2P;
     /* Its own ns slots suffice: jaccl_batch_add read everything owed first. */
-    if (owed_count(c) != 0 || hdr_prepare(c, st, ns, &p->H) != 0) return -1;
+    if (owed_any(c) != 0 || hdr_prepare(c, st, ns, &p->H) != 0) return -1;
     /* The ctx's header buffer is reused by its next run: this part keeps its own. */
     size_t sl = (size_t)ns * sizeof(struct hslot);
     p->H.slot = (struct hslot *)(void *)p->hmem;
