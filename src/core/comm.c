@@ -191,8 +191,10 @@ static jaccl_result_t comm_agree_links(struct jaccl_comm *c, int64_t deadline, i
     return rc;
 }
 
-/* Scratch and transfer slots for the algorithms, allocated and touched once. */
-/* owed: the parent's, shared with a split communicator; NULL: a new one for new links. */
+/*
+ * Scratch and transfer slots for the algorithms, allocated and touched once;
+ * owed is the parent's (a split shares its links) or NULL for new links.
+ */
 static jaccl_result_t comm_setup_algos(struct jaccl_comm *c, int max_links, struct jaccl_owed *owed)
 {
     struct jaccl_algo_ctx *a = &c->actx;
@@ -370,9 +372,9 @@ JACCL_API jaccl_result_t jaccl_comm_split(jaccl_comm_t comm, int color, int key,
 }
 
 /*
- * The last communicator on these links reads what peers still owe it before
- * closing: TCP answers a close with unread data by a reset, which can throw
- * away the last bytes a peer has yet to read.
+ * The last communicator on these links sends the headers it holds back and
+ * reads what peers still owe it before closing: TCP answers a close with
+ * unread data by a reset, which can throw away bytes a peer has yet to read.
  */
 static void comm_settle(struct jaccl_comm *c)
 {
