@@ -194,7 +194,6 @@ static void run_coll(bench_t *b, const bench_layout_t *l, int inplace)
     check_result(b, rc, call_names[b->o.coll]);
 }
 
-/* Average microseconds per call on this rank; *iters: how many were timed. */
 struct timed_call {
     bench_t *b;
     const bench_layout_t *l;
@@ -212,6 +211,7 @@ static int32_t timed_agree(void *ctx, int32_t v)
     return agree_max(((struct timed_call *)ctx)->b, v);
 }
 
+/* Average microseconds per call on this rank; *iters: how many were timed. */
 static double time_mode(bench_t *b, const bench_layout_t *l, int inplace, int *iters)
 {
     struct timed_call c = {b, l, inplace};

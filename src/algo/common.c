@@ -321,6 +321,26 @@ static inline int hdr_prepare(struct jaccl_algo_ctx *c, const struct jaccl_strea
     return hdr_reserve(c, n, stage, H);
 }
 
+/*
+ * After a failure: send len bytes to peer, within 200 ms, unless half a
+ * message to it is on its way (they would land inside it).  c's error stays
+ * the run's.  Returns whether it tried.
+ */
+static int send_aside(struct jaccl_algo_ctx *c, void *buf, size_t len, int peer, int nx)
+{
+    for (int i = 0; i < nx; i++) {
+        const struct jaccl_xfer *x = &c->xfers[i];
+        if (x->peer == peer && x->dir == JACCL_XFER_SEND && x->done > 0 && x->done < x->len)
+            return 0;
+    }
+    struct jaccl_err spare = *c->err;
+    struct jaccl_xfer x = {buf, len, 0, peer, 0, JACCL_XFER_SEND, 0};
+    c->tp->err = &spare;
+    c->tp->ops->progress(c->tp, &x, 1, 0, jaccl_now_ns() + 200000000);
+    c->tp->err = c->err;
+    return 1;
+}
+
 /* ---- owed headers (algo.h): read by a later run ---- */
 
 struct jaccl_owed *jaccl_owed_new(int tp_size)
@@ -486,22 +506,12 @@ static int owed_flush_all(struct jaccl_algo_ctx *c, int nx)
  */
 __attribute__((cold, noinline)) static void owed_flush_failed(struct jaccl_algo_ctx *c, int nx)
 {
-    struct jaccl_err spare = *c->err; /* a failure here must not replace the run's error */
-    c->tp->err = &spare;
     for (int p = 0; p < c->tp->size; p++) {
         struct owed_peer *o = &c->owed->p[p];
-        int half = 0;
-        for (int i = 0; i < nx && o->nout; i++) {
-            const struct jaccl_xfer *x = &c->xfers[i];
-            half |= x->peer == p && x->dir == JACCL_XFER_SEND && x->done > 0 && x->done < x->len;
-        }
-        if (!o->nout || half) continue;
-        struct jaccl_xfer x = {o->out, (size_t)o->nout * HDR_LEN, 0, p, 0, JACCL_XFER_SEND, 0};
-        c->tp->ops->progress(c->tp, &x, 1, 0, jaccl_now_ns() + 200000000);
+        if (!o->nout || !send_aside(c, o->out, (size_t)o->nout * HDR_LEN, p, nx)) continue;
         c->owed->nout -= o->nout;
         o->nout = 0;
     }
-    c->tp->err = c->err;
 }
 
 /* JACCL_HDR_COLL: a header each way with every rank the run's streams did not reach. */
@@ -527,17 +537,11 @@ static int hdr_add_rest(struct jaccl_algo_ctx *c, struct run_hdrs *H, int nx)
 static void hdr_notice(struct jaccl_algo_ctx *c, const struct hslot *h, const struct jaccl_hdr *got,
                        int nx)
 {
-    for (int i = 0; i < nx; i++) {
-        const struct jaccl_xfer *x = &c->xfers[i];
-        if (x->peer == h->peer && x->dir == JACCL_XFER_SEND && x->done > 0 && x->done < x->len)
-            return; /* half a message is on its way: a notice would land inside it */
-    }
     char w[HDR_LEN];
     struct jaccl_hdr n = {
         .kind = JACCL_HDR_NOTICE, .count = got->count, .aux = h->want.count, .seq = got->seq};
     hdr_encode(&n, w);
-    struct jaccl_xfer x = {w, HDR_LEN, 0, h->peer, 0, JACCL_XFER_SEND, 0};
-    c->tp->ops->progress(c->tp, &x, 1, 0, jaccl_now_ns() + 200000000);
+    send_aside(c, w, HDR_LEN, h->peer, nx);
 }
 
 static jaccl_result_t hdr_mismatch(struct jaccl_algo_ctx *c, const struct hslot *h,
