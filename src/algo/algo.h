@@ -75,10 +75,11 @@ struct jaccl_algo_ctx {
  * only sends to a peer in a collective would wait for that peer's header
  * alone (a round trip per broadcast for its root); it reads it in a later
  * run: one that receives from the peer (before any of its later bytes), or
- * any run while it arrives, or the run that would owe a 9th.  The other
- * way, a header that only confirms our call to a peer we send nothing else
- * is held back until there are 4, the run would wait, or we send that peer
- * anything else.  Shared by every context on one transport (communicators
+ * any run while it arrives (the one that defers it too), or the run that
+ * would owe a 9th.  The other way, a header that only confirms our call to
+ * a peer we send nothing else is held back until there are 4, the run would
+ * wait (where messages cost system calls, once it has polled 30 us), or we
+ * send that peer anything else.  Shared by every context on one transport (communicators
  * split from one another share links).
  */
 struct jaccl_owed;

@@ -209,6 +209,7 @@ static void multi_model(struct multi_tp *t)
         if (t->sub[i].tp && (pick < 0 || !one_host)) pick = i;
     t->base.alpha_s = t->sub[pick].tp->alpha_s;
     t->base.beta_Bps = t->sub[pick].tp->beta_Bps;
+    t->base.msg_syscall = t->sub[pick].tp->msg_syscall;
 }
 
 /* The transport serving every peer, or -1 when they are served by several. */

@@ -18,6 +18,12 @@ enum { JACCL_XFER_SEND = 0, JACCL_XFER_RECV = 1 };
 /* jaccl_xfer.flags: a large copy straight into its final place, not reduced on
  * arrival (all-gather blocks): a single copy may pay where a plain one would not. */
 #define JACCL_XFER_BULK 1
+/*
+ * jaccl_xfer.flags: a receive nobody waits for (a header a peer owes): moved
+ * when it can be, not counted as pending, and a transport may look at it
+ * only now and then while it spins (TCP: a system call per look).
+ */
+#define JACCL_XFER_LAZY 2
 
 /*
  * One posted transfer.  Transfers on the same (peer, link, dir) are carried
@@ -96,6 +102,11 @@ struct jaccl_tp {
     int refs;        /* communicators sharing this instance (split shares links) */
     double alpha_s;  /* per-message latency, for the selector */
     double beta_Bps; /* per-link bandwidth, for the selector */
+    /*
+     * Each message costs a system call at both ends (TCP): where that CPU
+     * time is the latency, algorithms send fewer messages (algo/mesh).
+     */
+    int msg_syscall;
 };
 
 #define JACCL_TP_ADDR_MAX       4096

@@ -30,6 +30,7 @@ struct mcase {
     int np;
     const char *algo;
     const char *mine, *theirs; /* what the message must quote for each side */
+    const char *transport;     /* JACCL_TRANSPORT, or NULL for auto */
 };
 
 static jaccl_result_t call(jaccl_comm_t comm, const struct mcase *m, int odd, void *s, void *r)
@@ -104,25 +105,30 @@ static int mismatch_job(jaccl_comm_t comm, void *arg)
 }
 
 static const struct mcase cases[] = {
-    {"count-np2", COUNT, 2, "auto", "count 8,", "count 16,"},
-    {"count-np3-ring", COUNT, 3, "ring", "count 8,", "count 16,"},
-    {"count-np3-mesh", COUNT, 3, "mesh", "count 8,", "count 16,"},
-    {"count-large-np3", COUNT_LARGE, 3, "auto", "count 262144,", "count 262208,"},
-    {"dtype-np3", DTYPE, 3, "auto", "float32", "int32"},
-    {"op-np2", OP, 2, "ring", "sum", "max"},
-    {"kind-np3", KIND, 3, "auto", "allreduce #", "allgather #"},
-    {"kind-np2-ring", KIND, 2, "ring", "allreduce #", "allgather #"},
-    {"root-np3", ROOT, 3, "auto", "root 0", "root 1"},
-    {"sendrecv-size-np2", P2P_SIZE, 2, "auto", "", ""},
-    {"sendrecv-size-np3", P2P_SIZE, 3, "auto", "", ""},
+    {"count-np2", COUNT, 2, "auto", "count 8,", "count 16,", NULL},
+    {"count-np3-ring", COUNT, 3, "ring", "count 8,", "count 16,", NULL},
+    {"count-np3-mesh", COUNT, 3, "mesh", "count 8,", "count 16,", NULL},
+    {"count-large-np3", COUNT_LARGE, 3, "auto", "count 262144,", "count 262208,", NULL},
+    {"dtype-np3", DTYPE, 3, "auto", "float32", "int32", NULL},
+    {"op-np2", OP, 2, "ring", "sum", "max", NULL},
+    {"kind-np3", KIND, 3, "auto", "allreduce #", "allgather #", NULL},
+    {"kind-np2-ring", KIND, 2, "ring", "allreduce #", "allgather #", NULL},
+    {"root-np3", ROOT, 3, "auto", "root 0", "root 1", NULL},
+    {"sendrecv-size-np2", P2P_SIZE, 2, "auto", "", "", NULL},
+    {"sendrecv-size-np3", P2P_SIZE, 3, "auto", "", "", NULL},
+    /* Recursive doubling (TCP): ranks that never exchange data with rank 2 learn it too. */
+    {"count-np3-tcp", COUNT, 3, "mesh", "count 8,", "count 16,", "tcp"},
+    {"count-np4-tcp", COUNT, 4, "mesh", "count 8,", "count 16,", "tcp"},
+    {"kind-np4-tcp", KIND, 4, "auto", "allreduce #", "allgather #", "tcp"},
 };
 
 static void run_case(void **state)
 {
     const struct mcase *m = *state;
-    char algo[64];
+    char algo[64], tp[64];
     snprintf(algo, sizeof(algo), "JACCL_ALGO=%s", m->algo);
-    const char *env[] = {"JACCL_TIMEOUT=20", algo, NULL};
+    snprintf(tp, sizeof(tp), "JACCL_TRANSPORT=%s", m->transport ? m->transport : "auto");
+    const char *env[] = {"JACCL_TIMEOUT=20", algo, tp, NULL};
     assert_int_equal(mp_run(m->np, env, mismatch_job, (void *)m, 60), 0);
 }
 

@@ -87,7 +87,8 @@ struct tcp_tp {
     uint32_t gen;
     struct pollfd *pfds;
     const volatile int *abort_flag; /* set by jaccl_comm_abort */
-    int broken; /* a transfer failed: every link was shut down so peers see it at once */
+    int broken;      /* a transfer failed: every link was shut down so peers see it at once */
+    int64_t lazy_at; /* when spinning scans look at lazy transfers next */
 };
 
 static const char *peer_name(struct tcp_tp *t, int peer, char *buf, size_t len)
@@ -116,8 +117,12 @@ static jaccl_result_t tcp_open(const struct jaccl_tp_params *p, struct jaccl_tp 
     t->lfd = -1;
     if (!t->fds || !t->stamp || !t->pfds || !t->addrs) goto nomem;
     for (size_t i = 0; i < nq; i++) t->fds[i] = -1;
-    t->base = (struct jaccl_tp){
-        .rank = p->rank, .size = p->size, .err = p->err, .alpha_s = 12e-6, .beta_Bps = 3.0e9};
+    t->base = (struct jaccl_tp){.rank = p->rank,
+                                .size = p->size,
+                                .err = p->err,
+                                .alpha_s = 12e-6,
+                                .beta_Bps = 3.0e9,
+                                .msg_syscall = 1};
     t->nlinks = nl;
     t->job_id = p->job_id;
     if (p->key) t->key = *p->key;
@@ -294,32 +299,42 @@ static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int i, in
     }
 }
 
-/* One pass over the head transfer of every queue; counts what is still pending. */
-static jaccl_result_t tcp_scan(struct tcp_tp *t, struct jaccl_xfer *x, int n, int *moved,
+/*
+ * One pass over the head transfer of every queue (of lazy ones too when
+ * lazy); counts what is still pending, lazy ones aside.
+ */
+static jaccl_result_t tcp_scan(struct tcp_tp *t, struct jaccl_xfer *x, int n, int lazy, int *moved,
                                int *pending)
 {
     t->gen++;
     *pending = 0;
     for (int i = 0; i < n; i++) {
-        if (x[i].done == x[i].len) continue;
+        int lz = x[i].flags & JACCL_XFER_LAZY;
+        if (x[i].done == x[i].len || (lz && !lazy)) continue;
         size_t q =
             ((size_t)x[i].peer * (size_t)t->nlinks + (size_t)x[i].link) * 2 + (size_t)x[i].dir;
         if (t->stamp[q] == t->gen) {
-            (*pending)++; /* queued behind an earlier transfer on the same stream */
+            *pending += !lz; /* queued behind an earlier transfer on the same stream */
             continue;
         }
         t->stamp[q] = t->gen;
         jaccl_result_t rc = tcp_move(t, x, i, n, moved);
         if (rc != JACCL_SUCCESS) return rc;
-        if (x[i].done < x[i].len) (*pending)++;
+        *pending += x[i].done < x[i].len && !lz;
     }
     return JACCL_SUCCESS;
+}
+
+/* Whether a wait is for x: unfinished and not lazy (what messages about a wait name). */
+static int tcp_waits_for(const struct jaccl_xfer *x)
+{
+    return x->done < x->len && !(x->flags & JACCL_XFER_LAZY);
 }
 
 static jaccl_result_t tcp_timeout(struct tcp_tp *t, struct jaccl_xfer *x, int n)
 {
     for (int i = 0; i < n; i++) {
-        if (x[i].done == x[i].len) continue;
+        if (!tcp_waits_for(&x[i])) continue;
         char name[128];
         int recv = x[i].dir == JACCL_XFER_RECV;
         return jaccl_err_set(t->base.err, JACCL_ERR_TIMEOUT,
@@ -337,7 +352,7 @@ static void tcp_warn_stall(struct tcp_tp *t, struct jaccl_xfer *x, int n, int64_
                            int64_t deadline)
 {
     for (int i = 0; i < n; i++) {
-        if (x[i].done == x[i].len) continue;
+        if (!tcp_waits_for(&x[i])) continue;
         char name[128];
         log_warn("%s: nothing moved for %d s; waiting for %s to %s (link %d, %zu of %zu bytes); "
                  "giving up in %d s (JACCL_TIMEOUT)",
@@ -354,7 +369,7 @@ static jaccl_result_t tcp_aborted(struct tcp_tp *t, struct jaccl_xfer *x, int n)
 {
     char name[128] = "no peer";
     for (int i = 0; i < n; i++)
-        if (x[i].done < x[i].len) {
+        if (tcp_waits_for(&x[i])) {
             peer_name(t, x[i].peer, name, sizeof(name));
             break;
         }
@@ -379,6 +394,8 @@ static jaccl_result_t tcp_fail(struct tcp_tp *t, jaccl_result_t rc)
 
 /* Poll in slices this short when the wait can be aborted. */
 #define ABORT_CHECK_MS 5
+/* Lazy transfers (transport.h) are looked at this often while spinning, and in every poll(). */
+#define LAZY_EVERY_NS 1000000
 
 /* Sleep in poll() until a head transfer can move, the deadline passes or an abort. */
 static jaccl_result_t tcp_block(struct tcp_tp *t, struct jaccl_xfer *x, int n, int64_t deadline)
@@ -408,9 +425,12 @@ static jaccl_result_t tcp_wait(struct tcp_tp *t, struct jaccl_xfer *x, int n, in
                                int64_t deadline_ns)
 {
     int64_t idle_since = 0, warn_at = 0;
+    int lazy = jaccl_now_ns() >= t->lazy_at;
     for (;;) {
         int moved = 0, pending = 0;
-        jaccl_result_t rc = tcp_scan(t, x, n, &moved, &pending);
+        jaccl_result_t rc = tcp_scan(t, x, n, lazy, &moved, &pending);
+        if (lazy) t->lazy_at = jaccl_now_ns() + LAZY_EVERY_NS;
+        lazy = 0;
         if (rc != JACCL_SUCCESS) return rc;
         if (pending == 0 || (moved && any)) return JACCL_SUCCESS;
         if (jaccl_tp_aborted(t->abort_flag)) return tcp_aborted(t, x, n);
@@ -439,6 +459,7 @@ static jaccl_result_t tcp_wait(struct tcp_tp *t, struct jaccl_xfer *x, int n, in
         }
         rc = tcp_block(t, x, n, deadline_ns);
         if (rc != JACCL_SUCCESS) return rc;
+        lazy = 1; /* the poll watched them too */
     }
 }
 
