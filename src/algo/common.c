@@ -619,8 +619,8 @@ static int run_setup(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns, 
     int nx = owed_post_must(c, H, st, ns);
     *nred = 0;
     for (int i = 0; i < ns && nx >= 0; i++) {
-        int peer = jaccl_algo_peer(c, st[i].peer), nl = c->tp->ops->links(c->tp, peer);
-        if (st[i].len < STRIPE_MIN) nl = 1; /* both ends see the same length */
+        int peer = jaccl_algo_peer(c, st[i].peer), nl = 1; /* both ends see the same length */
+        if (st[i].len >= STRIPE_MIN) nl = c->tp->ops->links(c->tp, peer);
         int reduce = withred && st[i].dir == JACCL_XFER_RECV;
         if (nx + nl * 2 + 1 > c->xfers_cap && run_grow(c, nx + nl * 2 + 1) != 0) return -1;
         if (reduce && *nred + nl > RUN_MAX_RED * JACCL_MAX_LINKS) return -1;

@@ -29,7 +29,8 @@ struct group_state {
     int run_cap;
 };
 
-static _Thread_local int group_depth;
+/* initial-exec: read on every call, and a shared library's default TLS model costs a call. */
+static _Thread_local int group_depth __attribute__((tls_model("initial-exec")));
 static pthread_key_t group_key;
 static pthread_once_t group_once = PTHREAD_ONCE_INIT;
 

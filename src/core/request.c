@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,9 @@ struct jaccl_worker {
     pthread_mutex_t mu;
     pthread_cond_t work, done;
     struct jaccl_request *head, *tail;
-    int pending;     /* submitted, not yet complete (every communicator's) */
+    /* Submitted, not yet complete (every communicator's); changed under mu,
+     * read without it by jaccl_worker_active on every call. */
+    _Atomic int pending;
     int any_waiters; /* callers that sleep until some count drops: every completion wakes them */
     int stop, started;
     int refs;                  /* communicators sharing the links (the last one stops the thread) */
@@ -48,7 +51,7 @@ struct jaccl_worker {
 #define WORKER_POLL 64
 #define WORKER_SPIN 256
 
-static _Thread_local int in_worker;
+static _Thread_local int in_worker __attribute__((tls_model("initial-exec"))); /* see group.c */
 
 /*
  * Calls go through the thread only while it has work: when it is idle the
@@ -57,10 +60,8 @@ static _Thread_local int in_worker;
 int jaccl_worker_active(const struct jaccl_comm *c)
 {
     if (!c->worker || in_worker) return 0;
-    pthread_mutex_lock(&c->worker->mu);
-    int busy = c->worker->pending > 0;
-    pthread_mutex_unlock(&c->worker->mu);
-    return busy;
+    /* Acquire: what the thread did on the links before it finished is ours to see. */
+    return atomic_load_explicit(&c->worker->pending, memory_order_acquire) > 0;
 }
 
 static int is_p2p(const struct jaccl_request *q)
@@ -97,7 +98,7 @@ static jaccl_result_t call_run(struct jaccl_comm *c, const struct jaccl_call *k)
 static void worker_done(struct jaccl_worker *w, struct jaccl_request *q)
 {
     q->comm->queued--;
-    w->pending--;
+    atomic_fetch_sub_explicit(&w->pending, 1, memory_order_release);
     q->done = 1;
     /* Only those who sleep on this one or on a count: a window of sends wakes its caller once. */
     if (q->waited || w->any_waiters) pthread_cond_broadcast(&w->done);
@@ -316,7 +317,7 @@ jaccl_result_t jaccl_worker_submit(struct jaccl_comm *c, const struct jaccl_call
     else
         w->head = q;
     w->tail = q;
-    w->pending++;
+    atomic_fetch_add_explicit(&w->pending, 1, memory_order_relaxed);
     c->queued++;
     if (!is_p2p(q)) worker_flush(w); /* a collective behind them must not wait forever */
     pthread_mutex_unlock(&w->mu);

@@ -20,8 +20,9 @@ enum { JACCL_XFER_SEND = 0, JACCL_XFER_RECV = 1 };
 #define JACCL_XFER_BULK 1
 /*
  * jaccl_xfer.flags: a receive nobody waits for (a header a peer owes): moved
- * when it can be, not counted as pending, and a transport may look at it
- * only now and then while it spins (TCP: a system call per look).
+ * when it can be.  A transport may look at it only now and then while it
+ * spins (TCP: a system call per look) and need not count it as pending; it
+ * never fails a wait (a peer that is gone fails the first transfer waited for).
  */
 #define JACCL_XFER_LAZY 2
 

@@ -301,12 +301,20 @@ static const char *xfer_what(const struct jaccl_xfer *x)
     return x->dir == JACCL_XFER_RECV ? "send data" : "take data";
 }
 
-/* Fail fast when a peer we wait for has died (kill -9 leaves no socket to close). */
+/*
+ * Fail fast when a peer we wait for has died (kill -9 leaves no socket to
+ * close); but what it wrote before it went is still in the ring (it may
+ * have sent us its last message and exited since our last look): take that
+ * first.
+ */
 static jaccl_result_t shm_liveness(struct shm_tp *t, struct jaccl_xfer *x, int n)
 {
     for (int i = 0; i < n; i++) {
-        int j = t->lidx[x[i].peer];
-        if (x[i].done == x[i].len || !t->pids[j] || !pid_gone(t->pids[j])) continue;
+        int j = t->lidx[x[i].peer], moved = 0, pending = 0;
+        if (x[i].done == x[i].len || (x[i].flags & JACCL_XFER_LAZY)) continue;
+        if (!t->pids[j] || !pid_gone(t->pids[j])) continue;
+        jaccl_result_t rc = shm_scan(t, x, n, &moved, &pending);
+        if (rc != JACCL_SUCCESS || moved) return rc;
         return jaccl_err_set(t->base.err, JACCL_ERR_REMOTE,
                              "rank %d (pid %d, this host) exited or was killed while we waited "
                              "for it to %s (%zu of %zu bytes); see its own error",

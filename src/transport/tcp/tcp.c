@@ -287,6 +287,8 @@ static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int i, in
         if (got <= 0) {
             if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
                 return JACCL_SUCCESS;
+            /* Not for a lazy one: a peer that is gone fails the first call that needs it. */
+            if (x[i].flags & JACCL_XFER_LAZY) return JACCL_SUCCESS;
             return tcp_move_error(t, &x[idx[first]], got);
         }
         *moved = 1;
