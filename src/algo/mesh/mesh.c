@@ -243,16 +243,42 @@ static jaccl_result_t mesh_ag_pieces(struct jaccl_algo_ctx *c, const char *s, ch
     return JACCL_SUCCESS;
 }
 
+/*
+ * Small all-gathers by recursive doubling too, at a power of two ranks: step
+ * d swaps the d blocks each side holds (the same bytes as the one-shot's
+ * sends, in log2(n) messages instead of n - 1).
+ */
+static int mesh_ag_use_rd(const struct jaccl_algo_ctx *c, size_t bytes)
+{
+    int n = c->size;
+    return mesh_use_rd(c) && (n & (n - 1)) == 0 && bytes * (size_t)n <= c->oneshot_bytes;
+}
+
+static jaccl_result_t mesh_ag_rd(struct jaccl_algo_ctx *c, char *r, size_t bytes)
+{
+    for (int d = 1; d < c->size; d *= 2) {
+        int peer = c->rank ^ d;
+        size_t len = (size_t)d * bytes, mine = (size_t)(c->rank & ~(d - 1)) * bytes,
+               theirs = (size_t)(peer & ~(d - 1)) * bytes;
+        struct jaccl_stream st[2] = {{JACCL_XFER_SEND, peer, r + mine, len, NULL},
+                                     {JACCL_XFER_RECV, peer, r + theirs, len, NULL}};
+        jaccl_result_t rc = jaccl_algo_run(c, st, 2, NULL, 0);
+        if (rc != JACCL_SUCCESS) return rc;
+    }
+    return JACCL_SUCCESS;
+}
+
 static jaccl_result_t mesh_allgather(struct jaccl_algo_ctx *c, const void *sendbuf, void *recvbuf,
                                      size_t bytes)
 {
     size_t off[MESH_MAX], len[MESH_MAX];
-    char *r = recvbuf;
+    char *r = recvbuf, *own = r + (size_t)c->rank * bytes;
     jaccl_result_t rc = mesh_check(c);
     if (rc != JACCL_SUCCESS) return rc;
-    mesh_blocks(c->size, bytes, off, len);
     if (c->size > 1 && bytes >= JACCL_AG_FUSE_MIN) return mesh_ag_pieces(c, sendbuf, r, bytes);
-    if (r + off[c->rank] != (const char *)sendbuf) memcpy(r + off[c->rank], sendbuf, bytes);
+    if (own != (const char *)sendbuf) memcpy(own, sendbuf, bytes);
+    if (mesh_ag_use_rd(c, bytes)) return mesh_ag_rd(c, r, bytes);
+    mesh_blocks(c->size, bytes, off, len);
     return mesh_allgatherv(c, r, off, len);
 }
 
@@ -359,6 +385,7 @@ static double mesh_cost(const struct jaccl_algo_ctx *c, enum jaccl_coll coll, si
     if (c->size > MESH_MAX) return 1e30;
     switch (coll) {
     case JACCL_COLL_ALLGATHER:
+        if (mesh_ag_use_rd(c, bytes)) return mesh_rd_steps(c->size) * a + (n - 1) * N / b;
         return a + (n - 1) * N / b;
     case JACCL_COLL_ALLTOALL:
         return a + (n - 1) / n * N / b;

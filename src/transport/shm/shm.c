@@ -263,8 +263,9 @@ static jaccl_result_t shm_scan(struct shm_tp *t, struct jaccl_xfer *x, int n, in
     for (int i = 0; i < n && rc == JACCL_SUCCESS; i++) {
         if (x[i].done == x[i].len) continue;
         size_t q = (size_t)x[i].peer * 2 + (size_t)x[i].dir;
+        int waited = !(x[i].flags & JACCL_XFER_LAZY);
         if (t->stamp[q] == t->gen) {
-            (*pending)++; /* queued behind an earlier transfer on the same stream */
+            *pending += waited; /* queued behind an earlier transfer on the same stream */
             continue;
         }
         int j = t->lidx[x[i].peer];
@@ -274,7 +275,7 @@ static jaccl_result_t shm_scan(struct shm_tp *t, struct jaccl_xfer *x, int n, in
             rc = shm_recv(t, j, &x[i], moved);
         if (x[i].done < x[i].len) {
             t->stamp[q] = t->gen; /* later transfers on this stream wait for it */
-            (*pending)++;
+            *pending += waited;
         }
     }
     if (t->nwake) shm_wake_queued(t);
@@ -307,14 +308,14 @@ static const char *xfer_what(const struct jaccl_xfer *x)
  * have sent us its last message and exited since our last look): take that
  * first.
  */
-static jaccl_result_t shm_liveness(struct shm_tp *t, struct jaccl_xfer *x, int n)
+static jaccl_result_t shm_liveness(struct shm_tp *t, struct jaccl_xfer *x, int n, int *moved)
 {
     for (int i = 0; i < n; i++) {
-        int j = t->lidx[x[i].peer], moved = 0, pending = 0;
+        int j = t->lidx[x[i].peer], pending = 0;
         if (x[i].done == x[i].len || (x[i].flags & JACCL_XFER_LAZY)) continue;
         if (!t->pids[j] || !pid_gone(t->pids[j])) continue;
-        jaccl_result_t rc = shm_scan(t, x, n, &moved, &pending);
-        if (rc != JACCL_SUCCESS || moved) return rc;
+        jaccl_result_t rc = shm_scan(t, x, n, moved, &pending);
+        if (rc != JACCL_SUCCESS || *moved) return rc;
         return jaccl_err_set(t->base.err, JACCL_ERR_REMOTE,
                              "rank %d (pid %d, this host) exited or was killed while we waited "
                              "for it to %s (%zu of %zu bytes); see its own error",
@@ -326,7 +327,7 @@ static jaccl_result_t shm_liveness(struct shm_tp *t, struct jaccl_xfer *x, int n
 static jaccl_result_t shm_timeout(struct shm_tp *t, struct jaccl_xfer *x, int n)
 {
     for (int i = 0; i < n; i++) {
-        if (x[i].done == x[i].len) continue;
+        if (x[i].done == x[i].len || (x[i].flags & JACCL_XFER_LAZY)) continue;
         return jaccl_err_set(t->base.err, JACCL_ERR_TIMEOUT,
                              "timed out waiting for rank %d (shared memory) to %s (%zu of %zu "
                              "bytes); it may be stalled, dead, or in a different call; "
@@ -336,9 +337,9 @@ static jaccl_result_t shm_timeout(struct shm_tp *t, struct jaccl_xfer *x, int n)
     return JACCL_ERR_INTERNAL;
 }
 
-/* Checks before sleeping: abort, deadline, dead peers. */
+/* Checks before sleeping: abort, deadline, dead peers (*moved: a dead one's last bytes). */
 static jaccl_result_t shm_check(struct shm_tp *t, struct jaccl_xfer *x, int n, int64_t now,
-                                int64_t deadline)
+                                int64_t deadline, int *moved)
 {
     if (jaccl_tp_aborted(t->abort_flag))
         return jaccl_err_set(t->base.err, JACCL_ERR_ABORTED,
@@ -346,21 +347,21 @@ static jaccl_result_t shm_check(struct shm_tp *t, struct jaccl_xfer *x, int n, i
     if (now >= deadline) return shm_timeout(t, x, n);
     if (now < t->next_liveness) return JACCL_SUCCESS;
     t->next_liveness = now + LIVENESS_NS;
-    return shm_liveness(t, x, n);
+    return shm_liveness(t, x, n, moved);
 }
 
 /* Sleep on our doorbell until a peer rings it, a slice passes, or the deadline. */
-static jaccl_result_t shm_sleep(struct shm_tp *t, struct jaccl_xfer *x, int n, int64_t deadline)
+static jaccl_result_t shm_sleep(struct shm_tp *t, struct jaccl_xfer *x, int n, int64_t deadline,
+                                int *moved, int *pending)
 {
     struct shm_rank *me = &t->ranks[t->me];
     uint32_t bell = atomic_load(&me->bell);
     atomic_store(&me->sleeping, 1);
     atomic_thread_fence(memory_order_seq_cst);
-    int moved = 0, pending = 0;
-    jaccl_result_t rc = shm_scan(t, x, n, &moved, &pending);
+    jaccl_result_t rc = shm_scan(t, x, n, moved, pending);
     int64_t now = jaccl_now_ns();
-    if (rc == JACCL_SUCCESS && !moved && pending) rc = shm_check(t, x, n, now, deadline);
-    if (rc == JACCL_SUCCESS && !moved && pending) {
+    if (rc == JACCL_SUCCESS && !*moved && *pending) rc = shm_check(t, x, n, now, deadline, moved);
+    if (rc == JACCL_SUCCESS && !*moved && *pending) {
         int64_t left = deadline - now < WAIT_SLICE_NS ? deadline - now : WAIT_SLICE_NS;
         struct timespec ts = {0, (long)left};
         syscall(SYS_futex, &me->bell, FUTEX_WAIT, bell, &ts, NULL, 0);
@@ -376,9 +377,10 @@ static jaccl_result_t shm_sleep(struct shm_tp *t, struct jaccl_xfer *x, int n, i
 static jaccl_result_t shm_nowait_check(struct shm_tp *t, struct jaccl_xfer *x, int n)
 {
     int64_t now = jaccl_now_ns();
+    int moved = 0;
     if (now < t->next_liveness) return JACCL_SUCCESS;
     t->next_liveness = now + LIVENESS_NS;
-    return shm_liveness(t, x, n);
+    return shm_liveness(t, x, n, &moved);
 }
 
 static void shm_failed(struct jaccl_tp *tp)
@@ -422,8 +424,10 @@ static jaccl_result_t shm_progress_loop(struct jaccl_tp *tp, struct jaccl_xfer *
             if (t->oversub || now - idle_since > PURE_SPIN_NS) sched_yield();
             continue;
         }
-        rc = shm_sleep(t, x, n, deadline_ns);
-        if (rc != JACCL_SUCCESS) return rc;
+        /* Its scans count too: the last transfer may finish in one of them. */
+        rc = shm_sleep(t, x, n, deadline_ns, &moved, &pending);
+        if (rc != JACCL_SUCCESS || pending == 0 || (moved && any)) return rc;
+        if (moved) idle_since = 0;
     }
 }
 
