@@ -4,11 +4,11 @@
 #include "util/copy.h"
 #include "util/time.h"
 
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <time.h>
 
 #define RUN_MAX_RED 2
