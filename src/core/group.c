@@ -29,8 +29,9 @@ struct group_state {
     int run_cap;
 };
 
-/* initial-exec: read on every call, and a shared library's default TLS model costs a call. */
-static _Thread_local int group_depth __attribute__((tls_model("initial-exec")));
+/* The default TLS model: initial-exec would save a call per collective but can fail to load
+ * from a dlopen (Python) in a process whose static TLS is used up. */
+static _Thread_local int group_depth;
 static pthread_key_t group_key;
 static pthread_once_t group_once = PTHREAD_ONCE_INIT;
 

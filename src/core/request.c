@@ -51,7 +51,7 @@ struct jaccl_worker {
 #define WORKER_POLL 64
 #define WORKER_SPIN 256
 
-static _Thread_local int in_worker __attribute__((tls_model("initial-exec"))); /* see group.c */
+static _Thread_local int in_worker; /* the default TLS model: see group.c */
 
 /*
  * Calls go through the thread only while it has work: when it is idle the

@@ -21,9 +21,9 @@ enum { JACCL_XFER_SEND = 0, JACCL_XFER_RECV = 1 };
 /*
  * jaccl_xfer.flags: a receive nobody waits for (a header a peer owes): moved
  * when it can be, never waited for alone (progress returns once the others
- * are done), never named by a timeout and never failing a wait (a peer that
- * is gone fails the first transfer waited for).  A transport may look at it
- * only now and then while it spins (TCP: a system call per look).
+ * are done) and never named by a timeout.  A transport may look at it only
+ * now and then (TCP: a system call per look); TCP also never fails a wait
+ * over one (a peer that is gone fails the first transfer waited for).
  */
 #define JACCL_XFER_LAZY 2
 

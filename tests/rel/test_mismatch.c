@@ -30,7 +30,7 @@ struct mcase {
     int np;
     const char *algo;
     const char *mine, *theirs; /* what the message must quote for each side */
-    const char *transport;     /* JACCL_TRANSPORT, or NULL for auto */
+    const char *transport;     /* JACCL_TRANSPORT, or NULL: the suite's own */
 };
 
 static jaccl_result_t call(jaccl_comm_t comm, const struct mcase *m, int odd, void *s, void *r)
@@ -127,8 +127,8 @@ static void run_case(void **state)
     const struct mcase *m = *state;
     char algo[64], tp[64];
     snprintf(algo, sizeof(algo), "JACCL_ALGO=%s", m->algo);
-    snprintf(tp, sizeof(tp), "JACCL_TRANSPORT=%s", m->transport ? m->transport : "auto");
-    const char *env[] = {"JACCL_TIMEOUT=20", algo, tp, NULL};
+    snprintf(tp, sizeof(tp), "JACCL_TRANSPORT=%s", m->transport ? m->transport : "");
+    const char *env[] = {"JACCL_TIMEOUT=20", algo, m->transport ? tp : NULL, NULL};
     assert_int_equal(mp_run(m->np, env, mismatch_job, (void *)m, 60), 0);
 }
 

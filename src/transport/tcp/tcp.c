@@ -87,8 +87,10 @@ struct tcp_tp {
     uint32_t gen;
     struct pollfd *pfds;
     const volatile int *abort_flag; /* set by jaccl_comm_abort */
-    int broken;      /* a transfer failed: every link was shut down so peers see it at once */
-    int64_t lazy_at; /* when spinning scans look at lazy transfers next */
+    int broken;          /* a transfer failed: every link was shut down so peers see it at once */
+    int64_t lazy_at;     /* when a wait looks at lazy transfers next */
+    unsigned char *gone; /* [peer * nlinks + link]: a lazy look found it closed (not looked at
+                            again: a transfer waited for on it fails as usual) */
 };
 
 static const char *peer_name(struct tcp_tp *t, int peer, char *buf, size_t len)
@@ -98,6 +100,12 @@ static const char *peer_name(struct tcp_tp *t, int peer, char *buf, size_t len)
     jaccl_sock_from_wire(&t->addrs[peer], &ss);
     snprintf(buf, len, "rank %d (%s)", peer, jaccl_sock_str(&ss, a, sizeof(a)));
     return buf;
+}
+
+/* A lazy look found x's link closed or broken. */
+static int tcp_gone(const struct tcp_tp *t, const struct jaccl_xfer *x)
+{
+    return t->gone[x->peer * t->nlinks + x->link];
 }
 
 static jaccl_result_t tcp_open(const struct jaccl_tp_params *p, struct jaccl_tp **out, void *addr,
@@ -114,8 +122,9 @@ static jaccl_result_t tcp_open(const struct jaccl_tp_params *p, struct jaccl_tp 
     t->stamp = calloc(nq * 2, sizeof(uint32_t));
     t->pfds = malloc(nq * 2 * sizeof(struct pollfd));
     t->addrs = calloc((size_t)p->size, sizeof(*t->addrs));
+    t->gone = calloc(nq, 1);
     t->lfd = -1;
-    if (!t->fds || !t->stamp || !t->pfds || !t->addrs) goto nomem;
+    if (!t->fds || !t->stamp || !t->pfds || !t->addrs || !t->gone) goto nomem;
     for (size_t i = 0; i < nq; i++) t->fds[i] = -1;
     t->base = (struct jaccl_tp){.rank = p->rank,
                                 .size = p->size,
@@ -139,6 +148,7 @@ static jaccl_result_t tcp_open(const struct jaccl_tp_params *p, struct jaccl_tp 
 nomem:
     rc = jaccl_err_set(p->err, JACCL_ERR_NOMEM, "tcp: cannot allocate state for %d ranks", p->size);
 fail:
+    free(t->gone);
     free(t->addrs);
     free(t->pfds);
     free(t->stamp);
@@ -288,7 +298,10 @@ static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int i, in
             if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
                 return JACCL_SUCCESS;
             /* Not for a lazy one: a peer that is gone fails the first call that needs it. */
-            if (x[i].flags & JACCL_XFER_LAZY) return JACCL_SUCCESS;
+            if (x[i].flags & JACCL_XFER_LAZY) {
+                t->gone[x[i].peer * t->nlinks + x[i].link] = 1; /* a closed socket polls ready */
+                return JACCL_SUCCESS;
+            }
             return tcp_move_error(t, &x[idx[first]], got);
         }
         *moved = 1;
@@ -312,7 +325,7 @@ static jaccl_result_t tcp_scan(struct tcp_tp *t, struct jaccl_xfer *x, int n, in
     *pending = 0;
     for (int i = 0; i < n; i++) {
         int lz = x[i].flags & JACCL_XFER_LAZY;
-        if (x[i].done == x[i].len || (lz && !lazy)) continue;
+        if (x[i].done == x[i].len || (lz && (!lazy || tcp_gone(t, &x[i])))) continue;
         size_t q =
             ((size_t)x[i].peer * (size_t)t->nlinks + (size_t)x[i].link) * 2 + (size_t)x[i].dir;
         if (t->stamp[q] == t->gen) {
@@ -396,7 +409,8 @@ static jaccl_result_t tcp_fail(struct tcp_tp *t, jaccl_result_t rc)
 
 /* Poll in slices this short when the wait can be aborted. */
 #define ABORT_CHECK_MS 5
-/* Lazy transfers (transport.h) are looked at this often while spinning, and in every poll(). */
+/* A wait looks at lazy transfers (transport.h) when it starts, at most this often, and in
+ * every poll(). */
 #define LAZY_EVERY_NS 1000000
 
 /* Sleep in poll() until a head transfer can move, the deadline passes or an abort. */
@@ -405,7 +419,8 @@ static jaccl_result_t tcp_block(struct tcp_tp *t, struct jaccl_xfer *x, int n, i
     int np = 0;
     t->gen++;
     for (int i = 0; i < n; i++) {
-        if (x[i].done == x[i].len) continue;
+        if (x[i].done == x[i].len || ((x[i].flags & JACCL_XFER_LAZY) && tcp_gone(t, &x[i])))
+            continue;
         size_t q =
             ((size_t)x[i].peer * (size_t)t->nlinks + (size_t)x[i].link) * 2 + (size_t)x[i].dir;
         if (t->stamp[q] == t->gen) continue;
@@ -484,6 +499,7 @@ static void tcp_close(struct jaccl_tp *tp)
     for (int i = 0; i < tp->size * t->nlinks; i++)
         if (t->fds[i] >= 0) close(t->fds[i]);
     if (t->lfd >= 0) close(t->lfd);
+    free(t->gone);
     free(t->addrs);
     free(t->pfds);
     free(t->stamp);
