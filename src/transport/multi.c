@@ -279,7 +279,7 @@ static jaccl_result_t multi_pass(struct multi_tp *t, int s, struct jaccl_xfer *x
 static jaccl_result_t multi_timeout(struct multi_tp *t, struct jaccl_xfer *x, int n)
 {
     for (int i = 0; i < n; i++)
-        if (x[i].done < x[i].len && !(x[i].flags & JACCL_XFER_LAZY))
+        if (jaccl_xfer_waited(&x[i]))
             return jaccl_err_set(t->base.err, JACCL_ERR_TIMEOUT,
                                  "timed out waiting for rank %d (%s, link %d) to %s (%zu of %zu "
                                  "bytes); it may be stalled, dead, or in a different call; "
@@ -327,8 +327,7 @@ static jaccl_result_t multi_mixed(struct multi_tp *t, struct jaccl_xfer *x, int 
             jaccl_result_t rc = multi_pass(t, s, x, n, &moved);
             if (rc != JACCL_SUCCESS) return rc;
         }
-        for (int i = 0; i < n && !pending; i++)
-            pending = x[i].done < x[i].len && !(x[i].flags & JACCL_XFER_LAZY);
+        for (int i = 0; i < n && !pending; i++) pending = jaccl_xfer_waited(&x[i]);
         if (!pending || (moved && any) || deadline_ns == JACCL_TP_NOWAIT) return JACCL_SUCCESS;
         if (moved) {
             since = jaccl_now_ns();

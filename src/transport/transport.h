@@ -42,6 +42,12 @@ struct jaccl_xfer {
     int flags; /* JACCL_XFER_* flags */
 };
 
+/* Whether a wait is for x: unfinished and not lazy (what pending counts and timeouts name). */
+static inline int jaccl_xfer_waited(const struct jaccl_xfer *x)
+{
+    return x->done < x->len && !(x->flags & JACCL_XFER_LAZY);
+}
+
 /* Where a rank runs, exchanged at bootstrap (core/hostid.c). */
 struct jaccl_tp_host {
     uint64_t boot;                /* hash of the kernel's boot id */

@@ -106,21 +106,30 @@ static int mesh_use_rd(const struct jaccl_algo_ctx *c)
     return c->tp->msg_syscall && c->size >= 3;
 }
 
+static int mesh_ar_use_rd(const struct jaccl_algo_ctx *c, size_t bytes)
+{
+    return bytes <= c->oneshot_bytes && mesh_use_rd(c);
+}
+
+/* The largest power of two not above n (n >= 1). */
+static int mesh_p2(int n)
+{
+    return 1 << (31 - __builtin_clz((unsigned)n));
+}
+
 /* Exchanges recursive doubling makes: beyond a power of two p, rank p + i
  * first hands its vector to rank i and gets the result back at the end. */
 static int mesh_rd_steps(int n)
 {
-    int p2 = 1, steps = 0;
-    for (; p2 * 2 <= n; p2 *= 2) steps++;
-    return steps + (p2 < n ? 2 : 0);
+    int p2 = mesh_p2(n);
+    return __builtin_ctz((unsigned)p2) + (p2 < n ? 2 : 0);
 }
 
 /* Recursive doubling; the ranks past the power of two only hand over and take back. */
 static jaccl_result_t mesh_rd(struct jaccl_algo_ctx *c, const char *s, char *r, size_t bytes,
                               jaccl_reduce_fn fn, size_t count)
 {
-    int p2 = 1, me = c->rank;
-    while (p2 * 2 <= c->size) p2 *= 2;
+    int p2 = mesh_p2(c->size), me = c->rank;
     if (me >= p2) {
         struct jaccl_stream st[2] = {{JACCL_XFER_SEND, me - p2, (char *)s, bytes, NULL},
                                      {JACCL_XFER_RECV, me - p2, r, bytes, NULL}};
@@ -210,8 +219,7 @@ static jaccl_result_t mesh_allreduce(struct jaccl_algo_ctx *c, const void *sendb
     char *r = recvbuf;
     jaccl_result_t rc = mesh_check(c);
     if (rc != JACCL_SUCCESS) return rc;
-    if (bytes <= c->oneshot_bytes && mesh_use_rd(c))
-        return mesh_rd(c, sendbuf, r, bytes, fn, count);
+    if (mesh_ar_use_rd(c, bytes)) return mesh_rd(c, sendbuf, r, bytes, fn, count);
     if (bytes <= c->oneshot_bytes) return mesh_oneshot(c, sendbuf, r, bytes, fn, count);
     for (int p = 0; p < c->size; p++) jaccl_algo_part(bytes, c->size, p, 64, &coff[p], &clen[p]);
     rc = mesh_rs(c, sendbuf, coff, clen, r + coff[c->rank], fn, esize);
@@ -399,8 +407,7 @@ static double mesh_cost(const struct jaccl_algo_ctx *c, enum jaccl_coll coll, si
     default:
         break;
     }
-    if (bytes <= c->oneshot_bytes && mesh_use_rd(c))
-        return mesh_rd_steps(c->size) * (a + N / b + N / g);
+    if (mesh_ar_use_rd(c, bytes)) return mesh_rd_steps(c->size) * (a + N / b + N / g);
     if (bytes <= c->oneshot_bytes) return a + (n - 1) * N / b + (n - 1) * N / g;
     return (2 + 2 * rounds) * a + 2 * (n - 1) / n * N / b + (n - 1) / n * N / g;
 }

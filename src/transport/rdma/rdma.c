@@ -622,7 +622,7 @@ static jaccl_result_t rd_pass(struct rd_tp *t, struct jaccl_xfer *x, int n, int 
                                  x[i].link, x[i].peer);
         rc =
             x[i].dir == JACCL_XFER_SEND ? rd_send(t, l, &x[i], moved) : rd_recv(t, l, &x[i], moved);
-        if (x[i].done < x[i].len && !(x[i].flags & JACCL_XFER_LAZY)) (*pending)++;
+        *pending += jaccl_xfer_waited(&x[i]);
     }
     if (rc == JACCL_SUCCESS) rc = rd_return_credits(t);
     return rc;
@@ -641,7 +641,7 @@ static const char *rd_port_state(struct rd_tp *t, struct rd_dev *d)
 static jaccl_result_t rd_timeout(struct rd_tp *t, struct jaccl_xfer *x, int n)
 {
     for (int i = 0; i < n; i++) {
-        if (x[i].done == x[i].len || (x[i].flags & JACCL_XFER_LAZY)) continue;
+        if (!jaccl_xfer_waited(&x[i])) continue;
         struct rd_link *l = rd_link_for(t, &x[i]);
         int recv = x[i].dir == JACCL_XFER_RECV;
         return jaccl_err_set(t->base.err, JACCL_ERR_TIMEOUT,

@@ -312,7 +312,7 @@ static jaccl_result_t shm_liveness(struct shm_tp *t, struct jaccl_xfer *x, int n
 {
     for (int i = 0; i < n; i++) {
         int j = t->lidx[x[i].peer], pending = 0;
-        if (x[i].done == x[i].len || (x[i].flags & JACCL_XFER_LAZY)) continue;
+        if (!jaccl_xfer_waited(&x[i])) continue;
         if (!t->pids[j] || !pid_gone(t->pids[j])) continue;
         jaccl_result_t rc = shm_scan(t, x, n, moved, &pending);
         if (rc != JACCL_SUCCESS || *moved) return rc;
@@ -327,7 +327,7 @@ static jaccl_result_t shm_liveness(struct shm_tp *t, struct jaccl_xfer *x, int n
 static jaccl_result_t shm_timeout(struct shm_tp *t, struct jaccl_xfer *x, int n)
 {
     for (int i = 0; i < n; i++) {
-        if (x[i].done == x[i].len || (x[i].flags & JACCL_XFER_LAZY)) continue;
+        if (!jaccl_xfer_waited(&x[i])) continue;
         return jaccl_err_set(t->base.err, JACCL_ERR_TIMEOUT,
                              "timed out waiting for rank %d (shared memory) to %s (%zu of %zu "
                              "bytes); it may be stalled, dead, or in a different call; "

@@ -102,10 +102,10 @@ static const char *peer_name(struct tcp_tp *t, int peer, char *buf, size_t len)
     return buf;
 }
 
-/* A lazy look found x's link closed or broken. */
-static int tcp_gone(const struct tcp_tp *t, const struct jaccl_xfer *x)
+/* Index of x's link in fds and gone. */
+static int tcp_link(const struct tcp_tp *t, const struct jaccl_xfer *x)
 {
-    return t->gone[x->peer * t->nlinks + x->link];
+    return x->peer * t->nlinks + x->link;
 }
 
 static jaccl_result_t tcp_open(const struct jaccl_tp_params *p, struct jaccl_tp **out, void *addr,
@@ -281,7 +281,7 @@ static int tcp_gather(const struct jaccl_xfer *x, int i, int n, int *idx)
 static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int i, int n, int *moved)
 {
     int idx[TCP_GATHER], ng = tcp_gather(x, i, n, idx), first = 0;
-    int fd = t->fds[x[i].peer * t->nlinks + x[i].link], send = x[i].dir == JACCL_XFER_SEND;
+    int fd = t->fds[tcp_link(t, &x[i])], send = x[i].dir == JACCL_XFER_SEND;
     for (;;) {
         struct iovec v[TCP_GATHER];
         int nv = 0;
@@ -299,7 +299,7 @@ static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int i, in
                 return JACCL_SUCCESS;
             /* Not for a lazy one: a peer that is gone fails the first call that needs it. */
             if (x[i].flags & JACCL_XFER_LAZY) {
-                t->gone[x[i].peer * t->nlinks + x[i].link] = 1; /* a closed socket polls ready */
+                t->gone[tcp_link(t, &x[i])] = 1; /* a closed socket polls ready */
                 return JACCL_SUCCESS;
             }
             return tcp_move_error(t, &x[idx[first]], got);
@@ -325,7 +325,7 @@ static jaccl_result_t tcp_scan(struct tcp_tp *t, struct jaccl_xfer *x, int n, in
     *pending = 0;
     for (int i = 0; i < n; i++) {
         int lz = x[i].flags & JACCL_XFER_LAZY;
-        if (x[i].done == x[i].len || (lz && (!lazy || tcp_gone(t, &x[i])))) continue;
+        if (x[i].done == x[i].len || (lz && (!lazy || t->gone[tcp_link(t, &x[i])]))) continue;
         size_t q =
             ((size_t)x[i].peer * (size_t)t->nlinks + (size_t)x[i].link) * 2 + (size_t)x[i].dir;
         if (t->stamp[q] == t->gen) {
@@ -340,16 +340,10 @@ static jaccl_result_t tcp_scan(struct tcp_tp *t, struct jaccl_xfer *x, int n, in
     return JACCL_SUCCESS;
 }
 
-/* Whether a wait is for x: unfinished and not lazy (what messages about a wait name). */
-static int tcp_waits_for(const struct jaccl_xfer *x)
-{
-    return x->done < x->len && !(x->flags & JACCL_XFER_LAZY);
-}
-
 static jaccl_result_t tcp_timeout(struct tcp_tp *t, struct jaccl_xfer *x, int n)
 {
     for (int i = 0; i < n; i++) {
-        if (!tcp_waits_for(&x[i])) continue;
+        if (!jaccl_xfer_waited(&x[i])) continue;
         char name[128];
         int recv = x[i].dir == JACCL_XFER_RECV;
         return jaccl_err_set(t->base.err, JACCL_ERR_TIMEOUT,
@@ -367,7 +361,7 @@ static void tcp_warn_stall(struct tcp_tp *t, struct jaccl_xfer *x, int n, int64_
                            int64_t deadline)
 {
     for (int i = 0; i < n; i++) {
-        if (!tcp_waits_for(&x[i])) continue;
+        if (!jaccl_xfer_waited(&x[i])) continue;
         char name[128];
         log_warn("%s: nothing moved for %d s; waiting for %s to %s (link %d, %zu of %zu bytes); "
                  "giving up in %d s (JACCL_TIMEOUT)",
@@ -384,7 +378,7 @@ static jaccl_result_t tcp_aborted(struct tcp_tp *t, struct jaccl_xfer *x, int n)
 {
     char name[128] = "no peer";
     for (int i = 0; i < n; i++)
-        if (tcp_waits_for(&x[i])) {
+        if (jaccl_xfer_waited(&x[i])) {
             peer_name(t, x[i].peer, name, sizeof(name));
             break;
         }
@@ -419,13 +413,14 @@ static jaccl_result_t tcp_block(struct tcp_tp *t, struct jaccl_xfer *x, int n, i
     int np = 0;
     t->gen++;
     for (int i = 0; i < n; i++) {
-        if (x[i].done == x[i].len || ((x[i].flags & JACCL_XFER_LAZY) && tcp_gone(t, &x[i])))
+        if (x[i].done == x[i].len ||
+            ((x[i].flags & JACCL_XFER_LAZY) && t->gone[tcp_link(t, &x[i])]))
             continue;
         size_t q =
             ((size_t)x[i].peer * (size_t)t->nlinks + (size_t)x[i].link) * 2 + (size_t)x[i].dir;
         if (t->stamp[q] == t->gen) continue;
         t->stamp[q] = t->gen;
-        t->pfds[np].fd = t->fds[x[i].peer * t->nlinks + x[i].link];
+        t->pfds[np].fd = t->fds[tcp_link(t, &x[i])];
         t->pfds[np].events = x[i].dir == JACCL_XFER_SEND ? POLLOUT : POLLIN;
         np++;
     }
