@@ -291,10 +291,9 @@ static jaccl_result_t multi_timeout(struct multi_tp *t, struct jaccl_xfer *x, in
 }
 
 /* Nothing moved for a while: back off (yield, then naps up to NAP_MAX_NS). */
-static jaccl_result_t multi_idle(struct multi_tp *t, struct jaccl_xfer *x, int n, int64_t since,
-                                 int64_t *nap, int64_t deadline)
+static jaccl_result_t multi_idle(struct multi_tp *t, struct jaccl_xfer *x, int n, int64_t now,
+                                 int64_t since, int64_t *nap, int64_t deadline)
 {
-    int64_t now = jaccl_now_ns();
     if (jaccl_tp_aborted(t->abort_flag))
         return jaccl_err_set(t->base.err, JACCL_ERR_ABORTED,
                              "the communicator was aborted (jaccl_comm_abort) during a transfer");
@@ -334,7 +333,9 @@ static jaccl_result_t multi_mixed(struct multi_tp *t, struct jaccl_xfer *x, int 
             nap = 0;
             continue;
         }
-        jaccl_result_t rc = multi_idle(t, x, n, since, &nap, deadline_ns);
+        int64_t now = jaccl_now_ns();
+        if (jaccl_tp_return_due(&t->base, now)) return JACCL_SUCCESS;
+        jaccl_result_t rc = multi_idle(t, x, n, now, since, &nap, deadline_ns);
         if (rc != JACCL_SUCCESS) return rc;
     }
 }
@@ -355,6 +356,7 @@ __attribute__((noinline)) static jaccl_result_t multi_run(struct jaccl_tp *tp, s
         if (t->sub[s].tp) t->sub[s].tp->err = tp->err;
     int s = multi_single(t, x, n);
     if (s == -1) return JACCL_SUCCESS;
+    if (s >= 0) t->sub[s].tp->return_ns = tp->return_ns;
     if (s >= 0) return t->sub[s].tp->ops->progress(t->sub[s].tp, x, n, any, deadline_ns);
     return multi_mixed(t, x, n, any, deadline_ns);
 }
@@ -368,6 +370,7 @@ static jaccl_result_t multi_progress(struct jaccl_tp *tp, struct jaccl_xfer *x, 
     if (t->only >= 0) { /* one transport reaches every peer: no sorting, no copies */
         struct jaccl_tp *sub = t->sub[t->only].tp;
         sub->err = tp->err; /* split communicators swap it */
+        sub->return_ns = tp->return_ns;
         rc = sub->ops->progress(sub, x, n, any, deadline_ns);
     } else {
         rc = multi_run(tp, x, n, any, deadline_ns);

@@ -115,7 +115,25 @@ struct jaccl_tp {
      * time is the latency, algorithms send fewer messages (algo/mesh).
      */
     int msg_syscall;
+    /*
+     * Nonzero: a blocking progress also returns JACCL_SUCCESS, transfers
+     * still pending, once the clock passes this (jaccl_now_ns); its
+     * deadline_ns still fails it.  Set by the caller around one call only.
+     */
+    int64_t return_ns;
 };
+
+/* Whether a blocking progress should return now (see return_ns). */
+static inline int jaccl_tp_return_due(const struct jaccl_tp *tp, int64_t now_ns)
+{
+    return tp->return_ns && now_ns >= tp->return_ns;
+}
+
+/* The earlier of deadline_ns and tp's return_ns: how long a blocking wait may sleep. */
+static inline int64_t jaccl_tp_wake_ns(const struct jaccl_tp *tp, int64_t deadline_ns)
+{
+    return tp->return_ns && tp->return_ns < deadline_ns ? tp->return_ns : deadline_ns;
+}
 
 #define JACCL_TP_ADDR_MAX       4096
 #define JACCL_TP_MULTI_ADDR_MAX (4 * JACCL_TP_ADDR_MAX) /* the composite's: all of them */

@@ -655,10 +655,9 @@ static jaccl_result_t rd_timeout(struct rd_tp *t, struct jaccl_xfer *x, int n)
 }
 
 /* Between passes: spin, yielding the core; past a millisecond idle, sleep a little. */
-static jaccl_result_t rd_idle(struct rd_tp *t, int64_t idle_since, int64_t deadline,
+static jaccl_result_t rd_idle(struct rd_tp *t, int64_t now, int64_t idle_since, int64_t deadline,
                               int64_t *warn_at, struct jaccl_xfer *x, int n)
 {
-    int64_t now = jaccl_now_ns();
     if (t->abort_flag && *t->abort_flag)
         return jaccl_err_set(t->base.err, JACCL_ERR_ABORTED, "rdma: aborted while waiting");
     if (now >= deadline) return rd_timeout(t, x, n);
@@ -693,7 +692,9 @@ static jaccl_result_t rd_progress(struct jaccl_tp *tp, struct jaccl_xfer *x, int
             warn_at = idle_since + (int64_t)RD_STALL_MS * 1000000;
             continue;
         }
-        rc = rd_idle(t, idle_since, deadline_ns, &warn_at, x, n);
+        int64_t now = jaccl_now_ns();
+        if (jaccl_tp_return_due(tp, now)) return JACCL_SUCCESS;
+        rc = rd_idle(t, now, idle_since, deadline_ns, &warn_at, x, n);
         if (rc != JACCL_SUCCESS) return rc;
     }
 }

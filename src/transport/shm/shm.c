@@ -362,7 +362,8 @@ static jaccl_result_t shm_sleep(struct shm_tp *t, struct jaccl_xfer *x, int n, i
     int64_t now = jaccl_now_ns();
     if (rc == JACCL_SUCCESS && !*moved && *pending) rc = shm_check(t, x, n, now, deadline, moved);
     if (rc == JACCL_SUCCESS && !*moved && *pending) {
-        int64_t left = deadline - now < WAIT_SLICE_NS ? deadline - now : WAIT_SLICE_NS;
+        int64_t wake = jaccl_tp_wake_ns(&t->base, deadline);
+        int64_t left = wake - now < WAIT_SLICE_NS ? wake - now : WAIT_SLICE_NS;
         struct timespec ts = {0, (long)left};
         syscall(SYS_futex, &me->bell, FUTEX_WAIT, bell, &ts, NULL, 0);
     }
@@ -418,6 +419,7 @@ static jaccl_result_t shm_progress_loop(struct jaccl_tp *tp, struct jaccl_xfer *
         if (++polls < burst) continue;
         polls = 0;
         int64_t now = jaccl_now_ns();
+        if (jaccl_tp_return_due(tp, now)) return JACCL_SUCCESS;
         if (idle_since == 0) idle_since = now;
         if (now - idle_since < t->spin_ns && now < deadline_ns &&
             !jaccl_tp_aborted(t->abort_flag)) {

@@ -32,6 +32,13 @@
  */
 #define TCP_GATHER    8
 #define TCP_LOOKAHEAD (4 * TCP_GATHER) /* how far behind the head to look for them */
+/*
+ * Bytes a receive reads past what its transfers ask for, per link, kept for
+ * the transfers that come next: a rank behind its peers (a broadcast's or a
+ * reduce's root, 4 ranks on 2 cores) takes several calls' messages in one
+ * system call instead of one each.
+ */
+#define TCP_RXBUF 8192
 
 const struct jaccl_hs_proto jaccl_tcp_proto = {
     .magic = TCP_MAGIC, .version = TCP_VERSION, .body_len = JACCL_TCP_HELLO_LEN, .who = "tcp"};
@@ -91,6 +98,10 @@ struct tcp_tp {
     int64_t lazy_at;     /* when a wait looks at lazy transfers next */
     unsigned char *gone; /* [peer * nlinks + link]: a lazy look found it closed (not looked at
                             again: a transfer waited for on it fails as usual) */
+    unsigned char *rx;   /* [peer * nlinks + link]: TCP_RXBUF bytes read ahead of the transfers */
+    struct tcp_rx {
+        uint32_t off, len; /* the unread bytes of a link's rx */
+    } * rxq;
 };
 
 static const char *peer_name(struct tcp_tp *t, int peer, char *buf, size_t len)
@@ -123,8 +134,10 @@ static jaccl_result_t tcp_open(const struct jaccl_tp_params *p, struct jaccl_tp 
     t->pfds = malloc(nq * 2 * sizeof(struct pollfd));
     t->addrs = calloc((size_t)p->size, sizeof(*t->addrs));
     t->gone = calloc(nq, 1);
+    t->rx = malloc(nq * TCP_RXBUF);
+    t->rxq = calloc(nq, sizeof(*t->rxq));
     t->lfd = -1;
-    if (!t->fds || !t->stamp || !t->pfds || !t->addrs || !t->gone) goto nomem;
+    if (!t->fds || !t->stamp || !t->pfds || !t->addrs || !t->gone || !t->rx || !t->rxq) goto nomem;
     for (size_t i = 0; i < nq; i++) t->fds[i] = -1;
     t->base = (struct jaccl_tp){.rank = p->rank,
                                 .size = p->size,
@@ -148,6 +161,8 @@ static jaccl_result_t tcp_open(const struct jaccl_tp_params *p, struct jaccl_tp 
 nomem:
     rc = jaccl_err_set(p->err, JACCL_ERR_NOMEM, "tcp: cannot allocate state for %d ranks", p->size);
 fail:
+    free(t->rxq);
+    free(t->rx);
     free(t->gone);
     free(t->addrs);
     free(t->pfds);
@@ -277,13 +292,44 @@ static int tcp_gather(const struct jaccl_xfer *x, int i, int n, int *idx)
     return k;
 }
 
+/* Give the gathered transfers from idx[first] on got bytes, in order; returns what is left. */
+static size_t tcp_credit(struct jaccl_xfer *x, const int *idx, int first, int ng, size_t got)
+{
+    for (int k = first; k < ng && got > 0; k++) {
+        struct jaccl_xfer *y = &x[idx[k]];
+        size_t take = y->len - y->done < got ? y->len - y->done : got;
+        y->done += take;
+        got -= take;
+    }
+    return got;
+}
+
+/* Serve the gathered receives from what link l read ahead; *moved if any moved. */
+static void tcp_rx_take(struct tcp_tp *t, int l, struct jaccl_xfer *x, const int *idx, int ng,
+                        int *moved)
+{
+    struct tcp_rx *q = &t->rxq[l];
+    const unsigned char *b = t->rx + (size_t)l * TCP_RXBUF;
+    for (int k = 0; k < ng && q->len > 0; k++) {
+        struct jaccl_xfer *y = &x[idx[k]];
+        size_t take = y->len - y->done < q->len ? y->len - y->done : q->len;
+        memcpy((char *)y->buf + y->done, b + q->off, take);
+        y->done += take;
+        q->off += (uint32_t)take;
+        q->len -= (uint32_t)take;
+        *moved |= take > 0;
+    }
+    if (q->len == 0) q->off = 0;
+}
+
 /* Move as many bytes of x[i] and its queue as the socket takes now; *moved if any moved. */
 static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int i, int n, int *moved)
 {
-    int idx[TCP_GATHER], ng = tcp_gather(x, i, n, idx), first = 0;
-    int fd = t->fds[tcp_link(t, &x[i])], send = x[i].dir == JACCL_XFER_SEND;
+    int idx[TCP_GATHER], ng = tcp_gather(x, i, n, idx), first = 0, l = tcp_link(t, &x[i]);
+    int fd = t->fds[l], send = x[i].dir == JACCL_XFER_SEND;
+    if (!send && t->rxq[l].len) tcp_rx_take(t, l, x, idx, ng, moved);
     for (;;) {
-        struct iovec v[TCP_GATHER];
+        struct iovec v[TCP_GATHER + 1];
         int nv = 0;
         while (first < ng && x[idx[first]].done == x[idx[first]].len) first++;
         if (first == ng) return JACCL_SUCCESS;
@@ -291,6 +337,7 @@ static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int i, in
             struct jaccl_xfer *y = &x[idx[k]];
             v[nv++] = (struct iovec){(char *)y->buf + y->done, y->len - y->done};
         }
+        if (!send) v[nv++] = (struct iovec){t->rx + (size_t)l * TCP_RXBUF, TCP_RXBUF};
         struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)nv};
         ssize_t got =
             send ? sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) : recvmsg(fd, &m, MSG_DONTWAIT);
@@ -299,18 +346,14 @@ static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int i, in
                 return JACCL_SUCCESS;
             /* Not for a lazy one: a peer that is gone fails the first call that needs it. */
             if (x[i].flags & JACCL_XFER_LAZY) {
-                t->gone[tcp_link(t, &x[i])] = 1; /* a closed socket polls ready */
+                t->gone[l] = 1; /* a closed socket polls ready */
                 return JACCL_SUCCESS;
             }
             return tcp_move_error(t, &x[idx[first]], got);
         }
         *moved = 1;
-        for (int k = first; k < ng && got > 0; k++) {
-            struct jaccl_xfer *y = &x[idx[k]];
-            size_t take = y->len - y->done < (size_t)got ? y->len - y->done : (size_t)got;
-            y->done += take;
-            got -= (ssize_t)take;
-        }
+        size_t ahead = tcp_credit(x, idx, first, ng, (size_t)got);
+        if (!send) t->rxq[l].len = (uint32_t)ahead;
     }
 }
 
@@ -425,7 +468,8 @@ static jaccl_result_t tcp_block(struct tcp_tp *t, struct jaccl_xfer *x, int n, i
         np++;
     }
     if (jaccl_now_ns() >= deadline) return tcp_timeout(t, x, n);
-    int ms = jaccl_ms_left(deadline), slice = ms < STALL_WARN_MS ? ms : STALL_WARN_MS;
+    int ms = jaccl_ms_left(jaccl_tp_wake_ns(&t->base, deadline));
+    int slice = ms < STALL_WARN_MS ? ms : STALL_WARN_MS;
     if (t->abort_flag && slice > ABORT_CHECK_MS) slice = ABORT_CHECK_MS;
     int r = poll(t->pfds, (nfds_t)np, slice);
     if (r < 0 && errno != EINTR)
@@ -457,6 +501,7 @@ static jaccl_result_t tcp_wait(struct tcp_tp *t, struct jaccl_xfer *x, int n, in
          * peer we wait for on our core, even when ranks don't outnumber cores.
          */
         int64_t now = jaccl_now_ns();
+        if (jaccl_tp_return_due(&t->base, now)) return JACCL_SUCCESS;
         if (idle_since == 0) {
             idle_since = now;
             warn_at = now + (int64_t)STALL_WARN_MS * 1000000;
@@ -494,6 +539,8 @@ static void tcp_close(struct jaccl_tp *tp)
     for (int i = 0; i < tp->size * t->nlinks; i++)
         if (t->fds[i] >= 0) close(t->fds[i]);
     if (t->lfd >= 0) close(t->lfd);
+    free(t->rxq);
+    free(t->rx);
     free(t->gone);
     free(t->addrs);
     free(t->pfds);
