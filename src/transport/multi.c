@@ -303,7 +303,8 @@ static jaccl_result_t multi_idle(struct multi_tp *t, struct jaccl_xfer *x, int n
         return JACCL_SUCCESS;
     }
     *nap = *nap ? (*nap * 2 > NAP_MAX_NS ? NAP_MAX_NS : *nap * 2) : 20000;
-    struct timespec ts = {0, (long)*nap};
+    int64_t wake = jaccl_tp_wake_ns(&t->base, deadline);
+    struct timespec ts = {0, (long)(wake - now < *nap ? wake - now : *nap)};
     nanosleep(&ts, NULL);
     return JACCL_SUCCESS;
 }
@@ -356,9 +357,12 @@ __attribute__((noinline)) static jaccl_result_t multi_run(struct jaccl_tp *tp, s
         if (t->sub[s].tp) t->sub[s].tp->err = tp->err;
     int s = multi_single(t, x, n);
     if (s == -1) return JACCL_SUCCESS;
-    if (s >= 0) t->sub[s].tp->return_ns = tp->return_ns;
-    if (s >= 0) return t->sub[s].tp->ops->progress(t->sub[s].tp, x, n, any, deadline_ns);
-    return multi_mixed(t, x, n, any, deadline_ns);
+    if (s < 0) return multi_mixed(t, x, n, any, deadline_ns);
+    struct jaccl_tp *sub = t->sub[s].tp;
+    sub->return_ns = tp->return_ns;
+    jaccl_result_t rc = sub->ops->progress(sub, x, n, any, deadline_ns);
+    sub->return_ns = 0;
+    return rc;
 }
 
 /* A failure through any transport fails them all (see transport.h, failed). */
@@ -372,6 +376,7 @@ static jaccl_result_t multi_progress(struct jaccl_tp *tp, struct jaccl_xfer *x, 
         sub->err = tp->err; /* split communicators swap it */
         sub->return_ns = tp->return_ns;
         rc = sub->ops->progress(sub, x, n, any, deadline_ns);
+        sub->return_ns = 0;
     } else {
         rc = multi_run(tp, x, n, any, deadline_ns);
     }

@@ -450,10 +450,14 @@ static jaccl_result_t tcp_fail(struct tcp_tp *t, jaccl_result_t rc)
  * every poll(). */
 #define LAZY_EVERY_NS 1000000
 
-/* Sleep in poll() until a head transfer can move, the deadline passes or an abort. */
+/*
+ * Sleep in poll() until a head transfer can move, the deadline passes or an
+ * abort; not at all when a lazy one's bytes were read ahead (poll() cannot
+ * see those: the wait's next pass takes them).
+ */
 static jaccl_result_t tcp_block(struct tcp_tp *t, struct jaccl_xfer *x, int n, int64_t deadline)
 {
-    int np = 0;
+    int np = 0, ahead = 0;
     t->gen++;
     for (int i = 0; i < n; i++) {
         if (x[i].done == x[i].len ||
@@ -465,12 +469,14 @@ static jaccl_result_t tcp_block(struct tcp_tp *t, struct jaccl_xfer *x, int n, i
         t->stamp[q] = t->gen;
         t->pfds[np].fd = t->fds[tcp_link(t, &x[i])];
         t->pfds[np].events = x[i].dir == JACCL_XFER_SEND ? POLLOUT : POLLIN;
+        ahead |= x[i].dir == JACCL_XFER_RECV && t->rxq[tcp_link(t, &x[i])].len > 0;
         np++;
     }
     if (jaccl_now_ns() >= deadline) return tcp_timeout(t, x, n);
     int ms = jaccl_ms_left(jaccl_tp_wake_ns(&t->base, deadline));
     int slice = ms < STALL_WARN_MS ? ms : STALL_WARN_MS;
     if (t->abort_flag && slice > ABORT_CHECK_MS) slice = ABORT_CHECK_MS;
+    if (ahead) slice = 0;
     int r = poll(t->pfds, (nfds_t)np, slice);
     if (r < 0 && errno != EINTR)
         return jaccl_err_set(t->base.err, JACCL_ERR_SYSTEM, "poll(): %s", strerror(errno));
