@@ -348,6 +348,16 @@ static void multi_failed(struct jaccl_tp *tp)
         if (t->sub[s].tp && t->sub[s].ops->failed) t->sub[s].ops->failed(t->sub[s].tp);
 }
 
+/* All of x through the one transport sub, with the composite's return_ns for this call only. */
+static jaccl_result_t multi_sub_progress(const struct jaccl_tp *tp, struct jaccl_tp *sub,
+                                         struct jaccl_xfer *x, int n, int any, int64_t deadline_ns)
+{
+    sub->return_ns = tp->return_ns;
+    jaccl_result_t rc = sub->ops->progress(sub, x, n, any, deadline_ns);
+    sub->return_ns = 0;
+    return rc;
+}
+
 /* Peers served by different transports (out of line: the one-transport case is the hot one). */
 __attribute__((noinline)) static jaccl_result_t multi_run(struct jaccl_tp *tp, struct jaccl_xfer *x,
                                                           int n, int any, int64_t deadline_ns)
@@ -357,12 +367,8 @@ __attribute__((noinline)) static jaccl_result_t multi_run(struct jaccl_tp *tp, s
         if (t->sub[s].tp) t->sub[s].tp->err = tp->err;
     int s = multi_single(t, x, n);
     if (s == -1) return JACCL_SUCCESS;
-    if (s < 0) return multi_mixed(t, x, n, any, deadline_ns);
-    struct jaccl_tp *sub = t->sub[s].tp;
-    sub->return_ns = tp->return_ns;
-    jaccl_result_t rc = sub->ops->progress(sub, x, n, any, deadline_ns);
-    sub->return_ns = 0;
-    return rc;
+    if (s >= 0) return multi_sub_progress(tp, t->sub[s].tp, x, n, any, deadline_ns);
+    return multi_mixed(t, x, n, any, deadline_ns);
 }
 
 /* A failure through any transport fails them all (see transport.h, failed). */
@@ -374,9 +380,7 @@ static jaccl_result_t multi_progress(struct jaccl_tp *tp, struct jaccl_xfer *x, 
     if (t->only >= 0) { /* one transport reaches every peer: no sorting, no copies */
         struct jaccl_tp *sub = t->sub[t->only].tp;
         sub->err = tp->err; /* split communicators swap it */
-        sub->return_ns = tp->return_ns;
-        rc = sub->ops->progress(sub, x, n, any, deadline_ns);
-        sub->return_ns = 0;
+        rc = multi_sub_progress(tp, sub, x, n, any, deadline_ns);
     } else {
         rc = multi_run(tp, x, n, any, deadline_ns);
     }

@@ -292,6 +292,12 @@ static int tcp_gather(const struct jaccl_xfer *x, int i, int n, int *idx)
     return k;
 }
 
+/* Link l's read-ahead buffer. */
+static unsigned char *tcp_rxbuf(const struct tcp_tp *t, int l)
+{
+    return t->rx + (size_t)l * TCP_RXBUF;
+}
+
 /* Give the gathered transfers from idx[first] on got bytes, in order; returns what is left. */
 static size_t tcp_credit(struct jaccl_xfer *x, const int *idx, int first, int ng, size_t got)
 {
@@ -309,7 +315,7 @@ static void tcp_rx_take(struct tcp_tp *t, int l, struct jaccl_xfer *x, const int
                         int *moved)
 {
     struct tcp_rx *q = &t->rxq[l];
-    const unsigned char *b = t->rx + (size_t)l * TCP_RXBUF;
+    const unsigned char *b = tcp_rxbuf(t, l);
     for (int k = 0; k < ng && q->len > 0; k++) {
         struct jaccl_xfer *y = &x[idx[k]];
         size_t take = y->len - y->done < q->len ? y->len - y->done : q->len;
@@ -337,7 +343,7 @@ static jaccl_result_t tcp_move(struct tcp_tp *t, struct jaccl_xfer *x, int i, in
             struct jaccl_xfer *y = &x[idx[k]];
             v[nv++] = (struct iovec){(char *)y->buf + y->done, y->len - y->done};
         }
-        if (!send) v[nv++] = (struct iovec){t->rx + (size_t)l * TCP_RXBUF, TCP_RXBUF};
+        if (!send) v[nv++] = (struct iovec){tcp_rxbuf(t, l), TCP_RXBUF};
         struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)nv};
         ssize_t got =
             send ? sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) : recvmsg(fd, &m, MSG_DONTWAIT);
