@@ -23,7 +23,7 @@ void jaccl_algo_ag_copy(char *dst, const char *src, size_t len, size_t bytes)
     if (bytes >= JACCL_AG_STREAM_MIN)
         jaccl_copy_stream(dst, src, len);
     else
-        memcpy(dst, src, len);
+        jaccl_copy(dst, src, len);
 }
 
 void jaccl_algo_part(size_t len, int n, int i, size_t align, size_t *off, size_t *plen)
@@ -608,7 +608,7 @@ static void hdr_deliver(const struct run_hdrs *H)
 {
     for (int i = 0; i < H->n; i++)
         if (H->slot[i].dir == JACCL_XFER_RECV && H->slot[i].plen)
-            memcpy(H->slot[i].dst, H->slot[i].wire + HDR_LEN, H->slot[i].plen);
+            jaccl_copy(H->slot[i].dst, H->slot[i].wire + HDR_LEN, H->slot[i].plen);
 }
 
 /* ---- the transfer engine ---- */

@@ -1,8 +1,8 @@
 /*
- * jaccl_copy_stream (util/copy.h), which the ring all-gather uses for
- * blocks past the caches: every alignment of source and destination,
- * lengths around its 64-byte stride, and no byte written outside the
- * destination.
+ * util/copy.h: jaccl_copy_stream, which the ring all-gather uses for blocks
+ * past the caches: every alignment of source and destination, lengths
+ * around its 64-byte stride, and no byte written outside the destination;
+ * jaccl_copy at the distances that make it copy backward and around them.
  */
 #include "util/copy.h"
 
@@ -67,11 +67,43 @@ static void test_large(void **state)
     free(src);
 }
 
+/*
+ * jaccl_copy with dst 0-4112 bytes past src modulo 4 KiB (1-63 copy
+ * backward), lengths around its 2 KiB threshold and 64-byte stride; the
+ * bytes and GUARD bytes either side of the destination.
+ */
+static void test_copy_distances(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {2047, 2048, 2049, 2111, 4096 + 13, 65536 + 7};
+    static const size_t gaps[] = {0, 1, 8, 16, 31, 32, 63, 64, 65, 4095, 4096 + 16};
+    size_t nmax = 65536 + 7, span = 8192 + nmax + 4096 + 16 + nmax + 2 * GUARD;
+    unsigned char *mem = malloc(span + 4096);
+    assert_non_null(mem);
+    unsigned char *src = mem + (4096 - (uintptr_t)mem % 4096) + 5; /* any page offset */
+    fill(src, nmax, 11);
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+        for (size_t g = 0; g < sizeof(gaps) / sizeof(gaps[0]); g++) {
+            /* dst past src's end, at gaps[g] modulo 4 KiB from src */
+            size_t at = ((nmax + GUARD + 4095) / 4096) * 4096 + gaps[g];
+            unsigned char *dst = src + at;
+            memset(dst - GUARD, 0xa5, lens[k] + 2 * GUARD);
+            jaccl_copy(dst, src, lens[k]);
+            assert_memory_equal(dst, src, lens[k]);
+            for (size_t i = 1; i <= GUARD; i++) {
+                assert_int_equal(dst[-(ptrdiff_t)i], 0xa5);
+                assert_int_equal(dst[lens[k] + i - 1], 0xa5);
+            }
+        }
+    free(mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_alignment),
         cmocka_unit_test(test_large),
+        cmocka_unit_test(test_copy_distances),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
  * every rank computes the same bits.
  */
 #include "algo/algo.h"
+#include "util/copy.h"
 
 #include <string.h>
 
@@ -70,7 +71,7 @@ static jaccl_result_t mesh_oneshot(struct jaccl_algo_ctx *c, const char *s, char
     if (s == r && c->rank >= 2) {
         /* In place, our input would be overwritten before its turn in the order. */
         own = c->scratch + (size_t)(c->size - 1) * bytes;
-        memcpy((char *)own, s, bytes);
+        jaccl_copy((char *)own, s, bytes);
     }
     mesh_reduce_ordered(c, r, own, bytes, fn, count);
     return JACCL_SUCCESS;
@@ -188,7 +189,7 @@ static jaccl_result_t mesh_rs(struct jaccl_algo_ctx *c, const char *s, const siz
         const char *own = s + soff[c->rank];
         if (dst == s + coff[c->rank] && c->rank >= 2 && rl) {
             own = c->scratch + (size_t)(c->size - 1) * rl;
-            memcpy((char *)own, s + soff[c->rank], rl);
+            jaccl_copy((char *)own, s + soff[c->rank], rl);
         }
         if (rl) mesh_reduce_ordered(c, dst + done, own, rl, fn, rl / esize);
     }
@@ -284,7 +285,7 @@ static jaccl_result_t mesh_allgather(struct jaccl_algo_ctx *c, const void *sendb
     jaccl_result_t rc = mesh_check(c);
     if (rc != JACCL_SUCCESS) return rc;
     if (c->size > 1 && bytes >= JACCL_AG_FUSE_MIN) return mesh_ag_pieces(c, sendbuf, r, bytes);
-    if (own != (const char *)sendbuf) memcpy(own, sendbuf, bytes);
+    if (own != (const char *)sendbuf) jaccl_copy(own, sendbuf, bytes);
     if (mesh_ag_use_rd(c, bytes)) return mesh_ag_rd(c, r, bytes);
     mesh_blocks(c->size, bytes, off, len);
     return mesh_allgatherv(c, r, off, len);
@@ -311,7 +312,7 @@ static jaccl_result_t mesh_broadcast(struct jaccl_algo_ctx *c, const void *sendb
     int ns = 0, whole = bytes <= c->oneshot_bytes;
     jaccl_result_t rc = mesh_check(c);
     if (rc != JACCL_SUCCESS) return rc;
-    if (c->rank == root && sendbuf != recvbuf) memcpy(r, sendbuf, bytes);
+    if (c->rank == root && sendbuf != recvbuf) jaccl_copy(r, sendbuf, bytes);
     for (int p = 0; p < c->size; p++) {
         if (whole) {
             off[p] = 0;
@@ -357,7 +358,7 @@ static jaccl_result_t mesh_reduce(struct jaccl_algo_ctx *c, const void *sendbuf,
         const char *own = s + at;
         if (rc == JACCL_SUCCESS && s == r && c->rank >= 2) {
             own = c->scratch + (size_t)(c->size - 1) * l;
-            memcpy((char *)own, s + at, l);
+            jaccl_copy((char *)own, s + at, l);
         }
         if (rc == JACCL_SUCCESS) mesh_reduce_ordered(c, r + at, own, l, fn, l / esize);
     }
@@ -374,7 +375,7 @@ static jaccl_result_t mesh_alltoall(struct jaccl_algo_ctx *c, const void *sendbu
     int ns = 0;
     jaccl_result_t rc = mesh_check(c);
     if (rc != JACCL_SUCCESS) return rc;
-    memcpy(r + (size_t)c->rank * bytes, s + (size_t)c->rank * bytes, bytes);
+    jaccl_copy(r + (size_t)c->rank * bytes, s + (size_t)c->rank * bytes, bytes);
     for (int k = 1; k < c->size; k++) {
         int p = mesh_next(c, k);
         st[ns++] =

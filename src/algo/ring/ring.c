@@ -7,6 +7,7 @@
  * then copied, so every rank holds the same bits.
  */
 #include "algo/algo.h"
+#include "util/copy.h"
 
 #include <string.h>
 
@@ -161,7 +162,7 @@ static jaccl_result_t ring_allgather(struct jaccl_algo_ctx *c, const void *sendb
         if (rc != JACCL_SUCCESS) return rc;
         t = 1;
     } else if (own != (const char *)sendbuf) {
-        memcpy(own, sendbuf, bytes);
+        jaccl_copy(own, sendbuf, bytes);
     }
     for (; t < n - 1; t++) {
         struct jaccl_stream st[4];
@@ -257,7 +258,7 @@ static jaccl_result_t ring_broadcast(struct jaccl_algo_ctx *c, const void *sendb
                                      size_t bytes, int root)
 {
     int n = c->size, e = (c->rank - root + n) % n;
-    if (c->rank == root && sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
+    if (c->rank == root && sendbuf != recvbuf) jaccl_copy(recvbuf, sendbuf, bytes);
     struct ring_chain ch = {.e = e,
                             .to = e < n - 1 ? (c->rank + 1) % n : -1,
                             .from = e > 0 ? (c->rank + n - 1) % n : -1,
@@ -295,7 +296,7 @@ static jaccl_result_t ring_alltoall(struct jaccl_algo_ctx *c, const void *sendbu
     const char *s = sendbuf;
     char *r = recvbuf;
     int n = c->size;
-    memcpy(r + (size_t)c->rank * bytes, s + (size_t)c->rank * bytes, bytes);
+    jaccl_copy(r + (size_t)c->rank * bytes, s + (size_t)c->rank * bytes, bytes);
     for (int t = 1; t < n; t++) {
         int to = (c->rank + t) % n, from = (c->rank + n - t) % n;
         struct jaccl_stream st[2] = {

@@ -11,6 +11,7 @@
 #include "transport/transport.h"
 #include "util/log.h"
 #include "util/time.h"
+#include "util/copy.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -550,7 +551,7 @@ static jaccl_result_t rd_send(struct rd_tp *t, struct rd_link *l, struct jaccl_x
     while (x->done < x->len && l->s_posted - l->s_done < RD_NSEND && l->s_posted < l->s_limit) {
         size_t n = x->len - x->done < RD_SLOT ? x->len - x->done : RD_SLOT;
         char *slot = l->sslots + (size_t)(l->s_posted % RD_NSEND) * RD_SLOT;
-        memcpy(slot, (char *)x->buf + x->done, n);
+        jaccl_copy(slot, (char *)x->buf + x->done, n);
         struct ibv_sge sge = {
             .addr = (uintptr_t)slot, .length = (uint32_t)n, .lkey = l->dev->mr->lkey};
         struct ibv_send_wr wr = {.wr_id = ((uint64_t)l->index << 8) | WR_SEND,
@@ -579,7 +580,7 @@ static jaccl_result_t rd_recv(struct rd_tp *t, struct rd_link *l, struct jaccl_x
     while (x->done < x->len && l->r_consumed < l->r_arrived) {
         size_t slot = (size_t)(l->r_consumed % RD_NRECV), have = l->r_len[slot] - l->r_off;
         size_t n = x->len - x->done < have ? x->len - x->done : have;
-        memcpy((char *)x->buf + x->done, l->rslots + slot * RD_SLOT + l->r_off, n);
+        jaccl_copy((char *)x->buf + x->done, l->rslots + slot * RD_SLOT + l->r_off, n);
         x->done += n;
         l->r_off += n;
         *moved = 1;

@@ -9,6 +9,7 @@
 #include "transport/shm/shm.h"
 #include "util/log.h"
 #include "util/time.h"
+#include "util/copy.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -78,16 +79,16 @@ static void ring_write(struct shm_end *e, uint64_t pos, const void *src, size_t 
 {
     size_t off = (size_t)(pos & (e->size - 1)), first = (size_t)e->size - off;
     if (first > n) first = n;
-    memcpy(e->ring + off, src, first);
-    if (n > first) memcpy(e->ring, (const char *)src + first, n - first);
+    jaccl_copy(e->ring + off, src, first);
+    if (n > first) jaccl_copy(e->ring, (const char *)src + first, n - first);
 }
 
 static void ring_read(const struct shm_end *e, uint64_t pos, void *dst, size_t n)
 {
     size_t off = (size_t)(pos & (e->size - 1)), first = (size_t)e->size - off;
     if (first > n) first = n;
-    memcpy(dst, e->ring + off, first);
-    if (n > first) memcpy((char *)dst + first, e->ring, n - first);
+    jaccl_copy(dst, e->ring + off, first);
+    if (n > first) jaccl_copy((char *)dst + first, e->ring, n - first);
 }
 
 /* The header of the record at pos (records start on a cache line: it never wraps). */

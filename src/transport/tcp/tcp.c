@@ -8,6 +8,7 @@
 #include "util/log.h"
 #include "util/sock.h"
 #include "util/time.h"
+#include "util/copy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -331,7 +332,7 @@ static void tcp_rx_take(struct tcp_tp *t, int l, struct jaccl_xfer *x, const int
     for (int k = 0; k < ng && q->len > 0; k++) {
         struct jaccl_xfer *y = &x[idx[k]];
         size_t take = y->len - y->done < q->len ? y->len - y->done : q->len;
-        memcpy((char *)y->buf + y->done, b + q->off, take);
+        jaccl_copy((char *)y->buf + y->done, b + q->off, take);
         y->done += take;
         q->off += (uint32_t)take;
         q->len -= (uint32_t)take;
