@@ -301,7 +301,7 @@ static inline void hdr_add(struct jaccl_algo_ctx *c, struct run_hdrs *H,
     }
     if (s->dir == JACCL_XFER_SEND) {
         hdr_encode(mine, h->wire);
-        if (h->plen) memcpy(h->wire + HDR_LEN, s->buf, h->plen);
+        if (h->plen) jaccl_copy(h->wire + HDR_LEN, s->buf, h->plen);
     } else {
         h->want = *mine;
         h->dst = s->buf;

@@ -2,6 +2,7 @@
 #include "core/comm.h"
 #include "util/log.h"
 #include "util/time.h"
+#include "util/copy.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -165,7 +166,7 @@ JACCL_API jaccl_result_t jaccl_allreduce(const void *sendbuf, void *recvbuf, siz
                            "sendbuf == recvbuf");
     if (rc != JACCL_SUCCESS || count == 0) return rc;
     if (comm->size == 1) {
-        if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
+        if (sendbuf != recvbuf) jaccl_copy(recvbuf, sendbuf, bytes);
         return JACCL_SUCCESS;
     }
     coll_header(comm, JACCL_COLL_ALLREDUCE, count, dtype, op, 0);
@@ -193,7 +194,7 @@ JACCL_API jaccl_result_t jaccl_allgather(const void *sendbuf, void *recvbuf, siz
                           "sendbuf == recvbuf + rank * sendcount * elemsize");
     if (rc != JACCL_SUCCESS || sendcount == 0) return rc;
     if (comm->size == 1) {
-        if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
+        if (sendbuf != recvbuf) jaccl_copy(recvbuf, sendbuf, bytes);
         return JACCL_SUCCESS;
     }
     coll_header(comm, JACCL_COLL_ALLGATHER, sendcount, dtype, 0, 0);
@@ -218,7 +219,7 @@ JACCL_API jaccl_result_t jaccl_reduce_scatter(const void *sendbuf, void *recvbuf
                            bytes, "recvbuf == sendbuf + rank * recvcount * elemsize");
     if (rc != JACCL_SUCCESS || recvcount == 0) return rc;
     if (comm->size == 1) {
-        if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
+        if (sendbuf != recvbuf) jaccl_copy(recvbuf, sendbuf, bytes);
         return JACCL_SUCCESS;
     }
     coll_header(comm, JACCL_COLL_REDUCE_SCATTER, recvcount, dtype, op, 0);
@@ -246,7 +247,7 @@ JACCL_API jaccl_result_t jaccl_broadcast(const void *sendbuf, void *recvbuf, siz
         rc = check_inplace(comm, s == recvbuf, s, bytes, recvbuf, bytes, "sendbuf == recvbuf");
     if (rc != JACCL_SUCCESS || count == 0) return rc;
     if (comm->size == 1) {
-        if (s != recvbuf) memcpy(recvbuf, s, bytes);
+        if (s != recvbuf) jaccl_copy(recvbuf, s, bytes);
         return JACCL_SUCCESS;
     }
     coll_header(comm, JACCL_COLL_BROADCAST, count, dtype, 0, root);
@@ -272,7 +273,7 @@ JACCL_API jaccl_result_t jaccl_reduce(const void *sendbuf, void *recvbuf, size_t
         rc = check_inplace(comm, sendbuf == r, sendbuf, bytes, r, bytes, "sendbuf == recvbuf");
     if (rc != JACCL_SUCCESS || count == 0) return rc;
     if (comm->size == 1) {
-        if (sendbuf != r) memcpy(r, sendbuf, bytes);
+        if (sendbuf != r) jaccl_copy(r, sendbuf, bytes);
         return JACCL_SUCCESS;
     }
     coll_header(comm, JACCL_COLL_REDUCE, count, dtype, op, root);
@@ -317,11 +318,11 @@ JACCL_API jaccl_result_t jaccl_alltoall(const void *sendbuf, void *recvbuf, size
         char *w;
         rc = jaccl_algo_work(&comm->actx, all, &w);
         if (rc != JACCL_SUCCESS) return rc;
-        memcpy(w, sendbuf, all);
+        jaccl_copy(w, sendbuf, all);
         sendbuf = w;
     }
     if (comm->size == 1) {
-        if (sendbuf != recvbuf) memcpy(recvbuf, sendbuf, bytes);
+        if (sendbuf != recvbuf) jaccl_copy(recvbuf, sendbuf, bytes);
         return JACCL_SUCCESS;
     }
     coll_header(comm, JACCL_COLL_ALLTOALL, count, dtype, 0, 0);

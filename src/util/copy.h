@@ -5,7 +5,8 @@
  * modulo 4 KiB, looks to the CPU like a load of what was just stored (4K
  * aliasing) and waits for it.  Copying forward with dst that little ahead of
  * src does that on every line: glibc's memcpy (rep movsb) of 2 KiB-1 MiB
- * runs at 2 GB/s instead of 40 on this project's AMD EPYC VM.  The shm rings
+ * runs at 2 GB/s instead of 40 on this project's AMD EPYC VM (larger copies
+ * go by vector loops at the usual speed: left to memcpy, which may stream).  The shm rings
  * met it on some records and not others as their positions moved (2-rank
  * all-gathers of 32 KiB-8 MiB took 1x or 4x the time, by turns); copying
  * those backward never loads behind a pending store (16-23 GB/s).
@@ -28,7 +29,9 @@
 #include <emmintrin.h>
 #endif
 
-#define JACCL_COPY_ALIAS_MIN 2048 /* smaller copies are not done by rep movsb */
+/* Copies this long go by rep movsb in glibc (from 2 KiB; above 1 MiB, by vector loops). */
+#define JACCL_COPY_ALIAS_MIN ((size_t)2 << 10)
+#define JACCL_COPY_ALIAS_MAX ((size_t)1 << 20)
 
 /* Copy n bytes to dst from the end down (buffers that do not overlap). */
 static inline void jaccl_copy_down(void *dst, const void *src, size_t n)
@@ -37,10 +40,20 @@ static inline void jaccl_copy_down(void *dst, const void *src, size_t n)
     const char *s = src;
     size_t tail = n & 63;
     while (n > tail) {
-        unsigned char line[64]; /* whole-line moves: compilers keep it in vector registers */
         n -= 64;
-        memcpy(line, s + n, 64);
-        memcpy(d + n, line, 64);
+#if defined(__x86_64__) && defined(__GNUC__)
+        /* a line's four loads before its stores, in registers */
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(s + n));
+        __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(s + n + 16));
+        __m128i c = _mm_loadu_si128((const __m128i *)(const void *)(s + n + 32));
+        __m128i e = _mm_loadu_si128((const __m128i *)(const void *)(s + n + 48));
+        _mm_storeu_si128((__m128i *)(void *)(d + n), a);
+        _mm_storeu_si128((__m128i *)(void *)(d + n + 16), b);
+        _mm_storeu_si128((__m128i *)(void *)(d + n + 32), c);
+        _mm_storeu_si128((__m128i *)(void *)(d + n + 48), e);
+#else
+        memcpy(d + n, s + n, 64);
+#endif
     }
     memcpy(d, s, tail);
 }
@@ -49,7 +62,7 @@ static inline void jaccl_copy_down(void *dst, const void *src, size_t n)
 static inline void jaccl_copy(void *dst, const void *src, size_t n)
 {
     size_t ahead = (size_t)((uintptr_t)dst - (uintptr_t)src) & 4095;
-    if (n >= JACCL_COPY_ALIAS_MIN && ahead > 0 && ahead < 64)
+    if (ahead > 0 && ahead < 64 && n >= JACCL_COPY_ALIAS_MIN && n < JACCL_COPY_ALIAS_MAX)
         jaccl_copy_down(dst, src, n);
     else
         memcpy(dst, src, n);

@@ -68,9 +68,9 @@ static void test_large(void **state)
 }
 
 /*
- * jaccl_copy with dst 0-4112 bytes past src modulo 4 KiB (1-63 copy
- * backward), lengths around its 2 KiB threshold and 64-byte stride; the
- * bytes and GUARD bytes either side of the destination.
+ * jaccl_copy with dst at distances from src, modulo 4 KiB, that copy
+ * backward (1-63) and around them, lengths around its 2 KiB threshold and
+ * 64-byte stride; the bytes and GUARD bytes either side of the destination.
  */
 static void test_copy_distances(void **state)
 {
@@ -80,7 +80,7 @@ static void test_copy_distances(void **state)
     size_t nmax = 65536 + 7, span = 8192 + nmax + 4096 + 16 + nmax + 2 * GUARD;
     unsigned char *mem = malloc(span + 4096);
     assert_non_null(mem);
-    unsigned char *src = mem + (4096 - (uintptr_t)mem % 4096) + 5; /* any page offset */
+    unsigned char *src = mem + (4096 - (uintptr_t)mem % 4096) + 5; /* 5 past a page */
     fill(src, nmax, 11);
     for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
         for (size_t g = 0; g < sizeof(gaps) / sizeof(gaps[0]); g++) {
@@ -98,12 +98,28 @@ static void test_copy_distances(void **state)
     free(mem);
 }
 
+/* jaccl_copy_down itself, whatever the length: every tail and a few whole lines. */
+static void test_copy_down(void **state)
+{
+    (void)state;
+    unsigned char src[4200], dst[4200 + 2 * GUARD];
+    fill(src, sizeof(src), 5);
+    for (size_t n = 0; n < 4200; n += n < 200 ? 1 : 997) {
+        memset(dst, 0xa5, sizeof(dst));
+        jaccl_copy_down(dst + GUARD, src, n);
+        assert_memory_equal(dst + GUARD, src, n);
+        for (size_t i = 0; i < GUARD; i++) assert_int_equal(dst[i], 0xa5);
+        for (size_t i = GUARD + n; i < sizeof(dst); i++) assert_int_equal(dst[i], 0xa5);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_alignment),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_copy_distances),
+        cmocka_unit_test(test_copy_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

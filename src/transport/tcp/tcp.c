@@ -45,8 +45,8 @@
  * kernel send a bare ACK at once, and an ACK costs as much as a message; so a
  * read ahead that served fewer than RA_PAYS transfers (a peer one call ahead,
  * as in recursive doubling) turns reading ahead off on that link for the next
- * RA_REST reads (4 ranks, 8 B all-reduces: 1.7 ACKs per call, 0.8x the time
- * without them).
+ * RA_REST reads (4 ranks, 8 B all-reduces: 1.6 bare ACKs per call beside 8.5
+ * messages, 0.2 with this).
  */
 #define RA_PAYS 4
 #define RA_REST 16
