@@ -66,8 +66,8 @@ static int32_t agree_max(bench_t *b, int32_t v)
 static int32_t alloc_buffers(bench_t *b)
 {
     bench_layout_t max = opts_layout(b->o.coll, b->nranks, b->elemsize, b->o.maxbytes);
-    b->sendbuf = bench_alloc_touched(max.sendbytes);
-    b->recvbuf = bench_alloc_touched(max.bytes);
+    b->sendbuf = bench_alloc_touched(max.sendbytes, b->o.offset);
+    b->recvbuf = bench_alloc_touched(max.bytes, b->o.offset);
     if (b->sendbuf != NULL && b->recvbuf != NULL) return 0;
     fprintf(stderr, "jaccl-bench: rank %d: cannot allocate %zu + %zu bytes of buffers\n", b->rank,
             max.sendbytes, max.bytes);
@@ -450,7 +450,7 @@ int main(int argc, char **argv)
     check_result(&b, rc_destroy, "jaccl_comm_destroy");
     free(b.rows);
     free(b.p2p_rows);
-    free(b.sendbuf);
-    free(b.recvbuf);
+    bench_free_touched(b.sendbuf, b.o.offset);
+    bench_free_touched(b.recvbuf, b.o.offset);
     return status;
 }

@@ -36,6 +36,7 @@ typedef struct {
     int root;              /* broadcast and reduce; checked against the size later */
     int window;            /* p2p: messages in flight per bandwidth step */
     const char *json_path; /* NULL: no JSON output */
+    int offset;            /* -a: buffers start this many bytes past a page boundary */
 } bench_opts_t;
 
 enum { OPTS_OK = 0, OPTS_HELP = 1, OPTS_ERROR = 2 };
@@ -81,7 +82,8 @@ bench_layout_t opts_layout(bench_coll_t coll, int nranks, size_t elemsize, size_
 double opts_busbw_factor(bench_coll_t coll, int nranks);
 /* bytes (at least a page), page-aligned and touched now so no page fault lands in a
  * timed loop; NULL when out of memory. */
-char *bench_alloc_touched(size_t bytes);
+char *bench_alloc_touched(size_t bytes, int offset);
+void bench_free_touched(char *p, int offset);
 /* The monotonic clock in microseconds, for every timed loop. */
 double bench_now_us(void);
 

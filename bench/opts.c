@@ -87,6 +87,8 @@ static void usage(FILE *f)
                "  -W N      p2p: messages in flight in the bandwidth steps (default 64; fewer\n"
                "            where N messages would exceed 128 MiB)\n"
                "  -J FILE   also write the results as JSON to FILE (rank 0)\n"
+               "  -a BYTES  start the send and receive buffers BYTES past a 4 KiB page\n"
+               "            boundary (0-4095; default 0), as malloc's large blocks are (16)\n"
                "  -h        show this help\n"
                "\n"
                "SIZE is as in nccl-tests: the gathered (receive) size for allgather, every\n"
@@ -249,6 +251,8 @@ static int parse_flag(int c, const char *arg, bench_opts_t *o)
     case 'J':
         o->json_path = arg;
         return 0;
+    case 'a':
+        return parse_int('a', arg, 0, 4095, &o->offset);
     case ':':
         fprintf(stderr, "jaccl-bench: flag -%c needs a value\n", optopt);
         return -1;
@@ -263,7 +267,7 @@ static int parse_args(int argc, char **argv, bench_opts_t *o)
 {
     int c;
     opterr = 0; /* our messages name the flag and what it expects */
-    while ((c = getopt(argc, argv, ":b:e:f:n:w:T:c:d:o:r:W:J:h")) != -1) {
+    while ((c = getopt(argc, argv, ":b:e:f:n:w:T:c:d:o:r:W:J:a:h")) != -1) {
         if (c == 'h') return OPTS_HELP;
         if (parse_flag(c, optarg, o) != 0) return OPTS_ERROR;
     }
@@ -372,12 +376,20 @@ double opts_busbw_factor(bench_coll_t coll, int nranks)
     }
 }
 
-char *bench_alloc_touched(size_t bytes)
+/* bytes, offset bytes past a page boundary (-a), touched; free with bench_free_touched. */
+char *bench_alloc_touched(size_t bytes, int offset)
 {
-    size_t page = 4096, len = bytes == 0 ? page : (bytes + page - 1) / page * page;
+    size_t page = 4096, need = bytes + (size_t)offset;
+    size_t len = need == 0 ? page : (need + page - 1) / page * page;
     char *p = aligned_alloc(page, len);
-    if (p != NULL) memset(p, 0, len);
-    return p;
+    if (p == NULL) return NULL;
+    memset(p, 0, len);
+    return p + offset;
+}
+
+void bench_free_touched(char *p, int offset)
+{
+    if (p != NULL) free(p - offset);
 }
 
 double bench_now_us(void)

@@ -11,6 +11,12 @@ static void report_ranks(FILE *f, int nranks, const bench_host_t *hosts)
     fprintf(f, "#\n");
 }
 
+/* Only when -a moved the buffers: the default header stays nccl-tests' own. */
+static void report_offset(FILE *f, const bench_opts_t *o)
+{
+    if (o->offset) fprintf(f, "# buffers: %d bytes past a page boundary (-a)\n", o->offset);
+}
+
 void report_header(FILE *f, const bench_opts_t *o, int nranks, const bench_host_t *hosts)
 {
     fprintf(f, "# jaccl-bench %s: nranks %d dtype %s op %s\n", opts_coll_name(o->coll), nranks,
@@ -19,6 +25,7 @@ void report_header(FILE *f, const bench_opts_t *o, int nranks, const bench_host_
             "# minBytes %zu maxBytes %zu step: %g(factor) warmup iters: %d iters: %d "
             "validation: %d\n",
             o->minbytes, o->maxbytes, o->stepfactor, o->warmup, o->iters, o->check);
+    report_offset(f, o);
     report_ranks(f, nranks, hosts);
     /* Column layout copied from nccl-tests so existing parsers keep working. */
     fprintf(f,
@@ -119,9 +126,9 @@ int report_json_root(FILE *f, const bench_opts_t *o, int nranks, const bench_row
     fprintf(f,
             "{\n  \"collective\": \"%s\", \"nranks\": %d, \"dtype\": \"%s\", \"op\": \"%s\",\n"
             "  \"minbytes\": %zu, \"maxbytes\": %zu, \"stepfactor\": %.6g, \"iters\": %d, "
-            "\"warmup_iters\": %d, \"check\": %d,\n  \"rows\": [",
+            "\"warmup_iters\": %d, \"check\": %d, \"offset\": %d,\n  \"rows\": [",
             opts_coll_name(o->coll), nranks, opts_dtype_name(o->dtype), opts_op_name(o),
-            o->minbytes, o->maxbytes, o->stepfactor, o->iters, o->warmup, o->check);
+            o->minbytes, o->maxbytes, o->stepfactor, o->iters, o->warmup, o->check, o->offset);
     for (size_t i = 0; i < nrows; i++) {
         fprintf(f, "%s\n", i ? "," : "");
         json_row(f, o, &rows[i], root);
@@ -163,6 +170,7 @@ void report_p2p_header(FILE *f, const bench_opts_t *o, int nranks, const bench_h
             opts_dtype_name(o->dtype), o->window);
     fprintf(f, "# minBytes %zu maxBytes %zu step: %g(factor) iters: %d validation: %d\n",
             o->minbytes, o->maxbytes, o->stepfactor, o->iters, o->check);
+    report_offset(f, o);
     fprintf(f, "# latency: half a ping-pong; bw: a window of messages 0 -> 1, then an ack;\n"
                "# bibw: a window each way at once\n");
     report_ranks(f, nranks, hosts);
@@ -199,9 +207,9 @@ int report_p2p_json(FILE *f, const bench_opts_t *o, int nranks, const p2p_row_t 
     fprintf(f,
             "{\n  \"collective\": \"p2p\", \"nranks\": %d, \"dtype\": \"%s\", \"window\": %d,\n"
             "  \"minbytes\": %zu, \"maxbytes\": %zu, \"stepfactor\": %.6g, \"iters\": %d, "
-            "\"check\": %d,\n  \"rows\": [",
+            "\"check\": %d, \"offset\": %d,\n  \"rows\": [",
             nranks, opts_dtype_name(o->dtype), o->window, o->minbytes, o->maxbytes, o->stepfactor,
-            o->iters, o->check);
+            o->iters, o->check, o->offset);
     for (size_t i = 0; i < nrows; i++)
         fprintf(f,
                 "%s\n    {\"size\": %zu, \"count\": %zu, \"window\": %d, \"latency_us\": %.6g, "

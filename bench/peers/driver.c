@@ -122,8 +122,8 @@ static int parse_opts(drv_t *d, int argc, char **argv)
 static int32_t alloc_buffers(drv_t *d)
 {
     bench_layout_t max = opts_layout(d->o.coll, d->nranks, d->elemsize, d->o.maxbytes);
-    d->sendbuf = bench_alloc_touched(max.sendbytes);
-    d->recvbuf = bench_alloc_touched(max.bytes);
+    d->sendbuf = bench_alloc_touched(max.sendbytes, d->o.offset);
+    d->recvbuf = bench_alloc_touched(max.bytes, d->o.offset);
     if (d->sendbuf != NULL && d->recvbuf != NULL) return 0;
     fprintf(stderr, "%s: rank %d: cannot allocate %zu + %zu bytes of buffers\n", d->prog, d->rank,
             max.sendbytes, max.bytes);
@@ -506,7 +506,7 @@ int main(int argc, char **argv)
     peer_finalize();
     free(d.rows);
     free(d.p2p_rows);
-    free(d.sendbuf);
-    free(d.recvbuf);
+    bench_free_touched(d.sendbuf, d.o.offset);
+    bench_free_touched(d.recvbuf, d.o.offset);
     return status;
 }

@@ -74,6 +74,15 @@ for r in t["rows"]:
 assert [r["out_of_place"]["iters"] for r in n["rows"]] == [7], n["rows"]
 PY
 
+# -a 16: buffers 16 bytes past a page, said in the header and the JSON, results
+# still checked (shm copies at that distance go backward: jaccl_copy).
+for tp in tcp shm; do
+    run 2 "$tp" allgather -b 8K -e 1M -f 128 -n 3 -w 1 -a 16 -J "$tmp/a.json"
+    grep -q "# buffers: 16 bytes past a page boundary (-a)" "$tmp/out" || fail "-a 16 not in the header"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["offset"] == 16, d' \
+        "$tmp/a.json" || fail "-a 16 not in the JSON"
+done
+
 "$launch" -n 1 --timeout 30 -- "$bench" p2p >"$tmp/out" 2>&1 || fail "p2p at 1 rank"
 grep -q "p2p needs at least 2 ranks" "$tmp/out" || fail "p2p at 1 rank says nothing"
 
@@ -82,4 +91,6 @@ usage p2p -W 1025
 usage p2p -b 1K -e 8
 usage pingpong
 usage allreduce -T -1
+usage allreduce -a 4096
+usage allreduce -a -1
 echo "ok"
