@@ -80,8 +80,9 @@ typedef struct {
 bench_layout_t opts_layout(bench_coll_t coll, int nranks, size_t elemsize, size_t bytes);
 /* busbw / algbw: 2(n-1)/n all-reduce, (n-1)/n all-gather, reduce-scatter, all-to-all, else 1. */
 double opts_busbw_factor(bench_coll_t coll, int nranks);
-/* bytes (at least a page), page-aligned and touched now so no page fault lands in a
- * timed loop; NULL when out of memory. */
+/* bytes (at least a page), starting offset bytes past a page boundary (-a), touched
+ * now so no page fault lands in a timed loop; NULL when out of memory.  Freed by
+ * bench_free_touched with the same offset. */
 char *bench_alloc_touched(size_t bytes, int offset);
 void bench_free_touched(char *p, int offset);
 /* The monotonic clock in microseconds, for every timed loop. */

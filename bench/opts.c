@@ -376,7 +376,6 @@ double opts_busbw_factor(bench_coll_t coll, int nranks)
     }
 }
 
-/* bytes, offset bytes past a page boundary (-a), touched; free with bench_free_touched. */
 char *bench_alloc_touched(size_t bytes, int offset)
 {
     size_t page = 4096, need = bytes + (size_t)offset;

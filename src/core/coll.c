@@ -1,8 +1,8 @@
 /* The collectives and point-to-point calls: argument checks, then the selected algorithm. */
 #include "core/comm.h"
+#include "util/copy.h"
 #include "util/log.h"
 #include "util/time.h"
-#include "util/copy.h"
 
 #include <stdatomic.h>
 #include <stdint.h>

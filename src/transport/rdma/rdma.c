@@ -9,9 +9,9 @@
  */
 #include "transport/rdma/ibv.h"
 #include "transport/transport.h"
+#include "util/copy.h"
 #include "util/log.h"
 #include "util/time.h"
-#include "util/copy.h"
 
 #include <errno.h>
 #include <sched.h>

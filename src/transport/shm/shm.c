@@ -7,9 +7,9 @@
  * something we may wait for.
  */
 #include "transport/shm/shm.h"
+#include "util/copy.h"
 #include "util/log.h"
 #include "util/time.h"
-#include "util/copy.h"
 
 #include <errno.h>
 #include <limits.h>

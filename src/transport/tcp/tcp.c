@@ -5,10 +5,10 @@
  */
 #include "transport/tcp/tcp.h"
 #include "transport/transport.h"
+#include "util/copy.h"
 #include "util/log.h"
 #include "util/sock.h"
 #include "util/time.h"
-#include "util/copy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
