@@ -6,10 +6,13 @@
  * aliasing) and waits for it.  Copying forward with dst that little ahead of
  * src does that on every line: glibc's memcpy (rep movsb) of 2 KiB-1 MiB
  * runs at 2 GB/s instead of 40 on this project's AMD EPYC VM (larger copies
- * go by vector loops at the usual speed: left to memcpy, which may stream).  The shm rings
- * met it on some records and not others as their positions moved (2-rank
- * all-gathers of 32 KiB-8 MiB took 1x or 4x the time, by turns); copying
- * those backward never loads behind a pending store (16-23 GB/s).
+ * go by vector loops at the usual speed: left to memcpy, which may stream).
+ * Copying those backward never loads behind a pending store (16-23 GB/s).
+ * Where it showed: an all-gather's own block into a receive buffer 16 bytes
+ * off the send buffer (64 KiB blocks, 2 ranks: 62-65 us per call, now
+ * 30-34), and some shm ring records, whose distance from the user's buffer
+ * moves with the ring position (shm all-gathers of 64 KiB-1 MiB 0.84-0.87x
+ * the time).
  *
  * jaccl_copy_stream: copies into buffers too large for the caches.  An
  * ordinary store first reads the line it writes (write allocate); a
