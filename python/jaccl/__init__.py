@@ -44,6 +44,8 @@ DTYPES = {"int8": (0, "int8"), "uint8": (1, "uint8"), "int32": (2, "int32"),
           "float16": (6, "float16"), "bfloat16": (7, "uint16"), "float32": (8, "float32"),
           "float64": (9, "float64"), "bool": (10, "bool"), "int16": (11, "int16"),
           "uint16": (12, "uint16"), "complex64": (13, "complex64")}
+# jaccl_dtype_t -> bytes per element (jaccl_dtype_size), asked once.
+_SIZES = {code: _L.jaccl_dtype_size(code) for code, _ in DTYPES.values()}
 OPS = {"sum": 0, "prod": 1, "min": 2, "max": 3, "avg": 4, "mean": 4}
 
 # Buffer-protocol format characters (native byte order) -> dtype names.
@@ -83,17 +85,30 @@ def _dtype_name(dtype, buf):
         if name not in DTYPES:
             raise ValueError(f"jaccl: unknown dtype {dtype!r}; one of {', '.join(DTYPES)}")
         return name
-    fmt = buf.format.lstrip("@=")
+    name = _FORMAT_DTYPE.get((buf.format, buf.itemsize))
+    return name if name is not None else _format_dtype(buf.format, buf.itemsize)
+
+
+# (buffer format, itemsize) -> dtype name, for the formats met so far: every call looks.
+_FORMAT_DTYPE = {}
+
+
+def _format_dtype(format, itemsize):
+    fmt = format.lstrip("@=")
     if fmt.startswith("<") and _little_endian():
         fmt = fmt[1:]
-    if fmt in _FLOATS and (fmt != "?" or buf.itemsize == 1):
-        return _FLOATS[fmt]
-    if fmt in ("b", "h", "i", "l", "q", "n") and buf.itemsize in _SIGNED:
-        return _SIGNED[buf.itemsize]
-    if fmt in ("B", "c", "H", "I", "L", "Q", "N") and buf.itemsize in _UNSIGNED:
-        return _UNSIGNED[buf.itemsize]
-    raise TypeError(f"jaccl: no jaccl dtype for buffer format {buf.format!r} "
-                    f"(itemsize {buf.itemsize}); pass dtype=")
+    name = None
+    if fmt in _FLOATS and (fmt != "?" or itemsize == 1):
+        name = _FLOATS[fmt]
+    elif fmt in ("b", "h", "i", "l", "q", "n") and itemsize in _SIGNED:
+        name = _SIGNED[itemsize]
+    elif fmt in ("B", "c", "H", "I", "L", "Q", "N") and itemsize in _UNSIGNED:
+        name = _UNSIGNED[itemsize]
+    if name is None:
+        raise TypeError(f"jaccl: no jaccl dtype for buffer format {format!r} "
+                        f"(itemsize {itemsize}); pass dtype=")
+    _FORMAT_DTYPE[(format, itemsize)] = name
+    return name
 
 
 def _little_endian():
@@ -101,39 +116,53 @@ def _little_endian():
     return sys.byteorder == "little"
 
 
-class _Src:
-    """The input of a call: held buffer, dtype, element count."""
+class _Src(Buffer):
+    """The input of a call: its held buffer, jaccl dtype (code, esize bytes per
+    element), element count, and the result's shape."""
+
+    __slots__ = ("dtype", "code", "esize", "count")
 
     def __init__(self, obj, dtype, writable=False):
-        self.buf = Buffer(obj, writable)
+        Buffer.__init__(self, obj, writable)
         try:
-            self.dtype = _dtype_name(dtype, self.buf)
+            self.dtype = _dtype_name(dtype, self)
             self.code = DTYPES[self.dtype][0]
-            self.itemsize = _L.jaccl_dtype_size(self.code)
-            if self.buf.nbytes % self.itemsize:
-                raise ValueError(f"jaccl: {self.buf.nbytes} bytes are not a whole number of "
+            self.esize = _SIZES[self.code]
+            if self.nbytes % self.esize:
+                raise ValueError(f"jaccl: {self.nbytes} bytes are not a whole number of "
                                  f"{self.dtype} elements")
         except Exception:
-            self.buf.release()
+            self.release()
             raise
-        self.count = self.buf.nbytes // self.itemsize
-        # Keep the caller's shape unless dtype= reinterprets the elements.
-        same = self.buf.itemsize == self.itemsize
-        self.shape = self.buf.shape if same else (self.count,)
+        self.count = self.nbytes // self.esize
+        if self.itemsize != self.esize:  # dtype= reinterprets: a flat result
+            self.shape = (self.count,)
+
+
+# NumPy once looked for (False: not installed); not imported before a result needs it.
+_numpy = None
 
 
 def _empty(shape, dtype):
+    global _numpy
+    if _numpy is None:
+        try:
+            import numpy as _numpy
+        except ImportError:
+            _numpy = False
+    if _numpy:
+        return _numpy.empty(shape, dtype=DTYPES[dtype][1])
     n = 1
     for s in shape:
         n *= s
-    try:
-        import numpy
-    except ImportError:
-        return bytearray(n * _L.jaccl_dtype_size(DTYPES[dtype][0]))
-    return numpy.empty(shape, dtype=DTYPES[dtype][1])
+    return bytearray(n * _SIZES[DTYPES[dtype][0]])
 
 
 def _op(op):
+    try:
+        return OPS[op]
+    except (KeyError, TypeError):
+        pass
     try:
         return OPS[op.lower()]
     except (KeyError, AttributeError):
@@ -144,6 +173,8 @@ def _dest(out, shape, src, nbytes):
     """The output buffer: out (checked for size) or a new array of shape."""
     if out is None:
         out = _empty(shape, src.dtype)
+    elif out is src.obj and not src.readonly and src.nbytes == nbytes:
+        return out, src  # in place: one hold does for both
     buf = Buffer(out, True)
     if buf.nbytes != nbytes:
         buf.release()
@@ -156,6 +187,11 @@ def _blocks(src, size, what):
         raise ValueError(f"jaccl: {what}: {src.count} elements do not split into {size} blocks")
     return src.count // size
 
+
+# The blocking calls, looked up once.
+_CALLS = {n: getattr(_L, "jaccl_" + n) for n in ("allreduce", "allgather", "reduce_scatter",
+                                                  "broadcast", "reduce", "alltoall", "send",
+                                                  "recv")}
 
 # Buffers used by sends and receives inside a group stay held until group_end.
 _tls = threading.local()
@@ -270,32 +306,32 @@ class Communicator:
                     b.release()
                 self._check(rc, "jaccl_i" + name)
             return Request(self, req, bufs, result)
-        held = _group_held()
         try:
-            rc = getattr(_L, "jaccl_" + name)(*args, h)
+            rc = _CALLS[name](*args, h)
         finally:
-            if _tls.depth and name in ("send", "recv"):
-                held.extend(bufs)
+            if name in ("send", "recv") and getattr(_tls, "depth", 0):
+                _group_held().extend(bufs)
             else:
                 for b in bufs:
                     b.release()
-        self._check(rc, "jaccl_" + name)
+        if rc:
+            self._check(rc, "jaccl_" + name)
         return result
 
     def allreduce(self, x, op="sum", out=None, dtype=None, *, nonblocking=False):
         """Element-wise reduction over all ranks; out=x works in place."""
         s = _Src(x, dtype)
-        out, d = _dest(out, s.shape, s, s.buf.nbytes)
-        return self._run("allreduce", (s.buf.address, d.address, s.count, s.code, _op(op)),
-                         [s.buf, d], out, nonblocking)
+        out, d = _dest(out, s.shape, s, s.nbytes)
+        return self._run("allreduce", (s.address, d.address, s.count, s.code, _op(op)),
+                         [s, d], out, nonblocking)
 
     def allgather(self, x, out=None, dtype=None, *, nonblocking=False):
         """Every rank's x concatenated in rank order (along the first axis)."""
         s, n = _Src(x, dtype), self.size()
         shape = (n * s.shape[0],) + s.shape[1:] if s.shape else (n,)
-        out, d = _dest(out, shape, s, n * s.buf.nbytes)
-        return self._run("allgather", (s.buf.address, d.address, s.count, s.code),
-                         [s.buf, d], out, nonblocking)
+        out, d = _dest(out, shape, s, n * s.nbytes)
+        return self._run("allgather", (s.address, d.address, s.count, s.code),
+                         [s, d], out, nonblocking)
 
     def reduce_scatter(self, x, op="sum", out=None, dtype=None, *, nonblocking=False):
         """Block rank() of the reduction of x (size() equal blocks)."""
@@ -303,34 +339,34 @@ class Communicator:
         try:
             k = _blocks(s, n, "reduce_scatter")
         except ValueError:
-            s.buf.release()
+            s.release()
             raise
         shape = ((s.shape[0] // n,) + s.shape[1:] if s.shape and s.shape[0] % n == 0
                  else (k,))
-        out, d = _dest(out, shape, s, k * s.itemsize)
-        return self._run("reduce_scatter", (s.buf.address, d.address, k, s.code, _op(op)),
-                         [s.buf, d], out, nonblocking)
+        out, d = _dest(out, shape, s, k * s.esize)
+        return self._run("reduce_scatter", (s.address, d.address, k, s.code, _op(op)),
+                         [s, d], out, nonblocking)
 
     def broadcast(self, x, root=0, out=None, dtype=None, *, nonblocking=False):
         """The root's x into out on every rank; out defaults to x itself."""
         s = _Src(x, dtype)
         if out is None:
             out = x
-        out, d = _dest(out, s.shape, s, s.buf.nbytes)
-        return self._run("broadcast", (s.buf.address, d.address, s.count, s.code, root),
-                         [s.buf, d], out, nonblocking)
+        out, d = _dest(out, s.shape, s, s.nbytes)
+        return self._run("broadcast", (s.address, d.address, s.count, s.code, root),
+                         [s, d], out, nonblocking)
 
     def reduce(self, x, op="sum", root=0, out=None, dtype=None):
         """The reduction on the root (returned there); None on other ranks."""
         s = _Src(x, dtype)
-        bufs, addr = [s.buf], None
+        bufs, addr = [s], None
         if self.rank() == root:
-            out, d = _dest(out, s.shape, s, s.buf.nbytes)
+            out, d = _dest(out, s.shape, s, s.nbytes)
             bufs.append(d)
             addr = d.address
         else:
             out = None
-        return self._run("reduce", (s.buf.address, addr, s.count, s.code, _op(op), root),
+        return self._run("reduce", (s.address, addr, s.count, s.code, _op(op), root),
                          bufs, out, False)
 
     def alltoall(self, x, out=None, dtype=None, *, nonblocking=False):
@@ -339,11 +375,11 @@ class Communicator:
         try:
             k = _blocks(s, self.size(), "alltoall")
         except ValueError:
-            s.buf.release()
+            s.release()
             raise
-        out, d = _dest(out, s.shape, s, s.buf.nbytes)
-        return self._run("alltoall", (s.buf.address, d.address, k, s.code),
-                         [s.buf, d], out, nonblocking)
+        out, d = _dest(out, s.shape, s, s.nbytes)
+        return self._run("alltoall", (s.address, d.address, k, s.code),
+                         [s, d], out, nonblocking)
 
     def barrier(self):
         self._check(_L.jaccl_barrier(self._handle()), "jaccl_barrier")
@@ -351,13 +387,13 @@ class Communicator:
     def send(self, x, peer, dtype=None, *, nonblocking=False):
         """Send x to peer (matched by a recv of the same size there)."""
         s = _Src(x, dtype)
-        return self._run("send", (s.buf.address, s.count, s.code, peer), [s.buf], None,
+        return self._run("send", (s.address, s.count, s.code, peer), [s], None,
                          nonblocking)
 
     def recv(self, out, peer, dtype=None, *, nonblocking=False):
         """Receive into out (its size says how much) from peer; returns out."""
         s = _Src(out, dtype, writable=True)
-        return self._run("recv", (s.buf.address, s.count, s.code, peer), [s.buf], out,
+        return self._run("recv", (s.address, s.count, s.code, peer), [s], out,
                          nonblocking)
 
     def split(self, color, key=0):
@@ -458,8 +494,10 @@ close = finalize
 
 
 def _forward(name):
+    method = getattr(Communicator, name)
+
     def f(*args, **kwargs):
-        return getattr(world(), name)(*args, **kwargs)
+        return method(world(), *args, **kwargs)
     f.__name__ = name
     f.__doc__ = getattr(Communicator, name).__doc__
     return f

@@ -100,6 +100,27 @@ def test_buffer_protocol(r, n):
             check(False, f"{type(bad_out).__name__} out must be refused")
         except (TypeError, ValueError):
             pass
+    ro = bytes([1, 2])
+    try:
+        jaccl.allreduce(ro, out=ro)  # in place needs a writable buffer too
+        check(False, "read-only in-place output must be refused")
+    except TypeError:
+        pass
+    # Every hold ends with the call: in place (one hold for both), out of place, refused.
+    c = bytearray([1, 2])
+    jaccl.allreduce(c, out=c)
+    d = bytearray(2)
+    jaccl.allreduce(bytearray([r, 0]), out=d)
+    try:
+        jaccl.allreduce(c, out=bytearray(3))
+    except ValueError:
+        pass
+    try:
+        c.append(0)
+        d.append(0)
+        check(c[:2] == bytes([n, 2 * n]), f"bytearray in place: {bytes(c)}")
+    except BufferError:
+        check(False, "a bytearray stays held after the call returned")
 
 
 def test_collectives(r, n):
