@@ -768,6 +768,42 @@ jaccl_result_t jaccl_algo_run_bulk(struct jaccl_algo_ctx *c, struct jaccl_stream
     return rc;
 }
 
+/*
+ * Two ranks swapping at most COALESCE_MAX bytes each way, nothing owed (the
+ * 2-rank small all-reduce and all-gather, a small exchange inside a call):
+ * one transfer each way, its header and payload together, laid out without
+ * the general bookkeeping, which took as many instructions as the transfer
+ * itself (2 ranks over shm, 8 B all-reduce: ~750 of ~1700 per call).
+ */
+static int run_is_pair(const struct jaccl_algo_ctx *c, int mode, const struct jaccl_stream *st,
+                       int ns, jaccl_reduce_fn fn)
+{
+    if (ns != 2 || fn || owed_any(c)) return 0;
+    if (mode != JACCL_HDR_OFF && (mode != JACCL_HDR_COLL || c->size != 2)) return 0;
+    return st[0].dir == JACCL_XFER_SEND && st[1].dir == JACCL_XFER_RECV &&
+           st[0].peer == st[1].peer && st[0].len <= COALESCE_MAX && st[1].len <= COALESCE_MAX;
+}
+
+static jaccl_result_t run_pair(struct jaccl_algo_ctx *c, int mode, struct jaccl_stream *st)
+{
+    struct run_hdrs H = {.mode = JACCL_HDR_OFF};
+    int nx = 2;
+    if (mode == JACCL_HDR_COLL) {
+        if (hdr_reserve(c, 2, 2 * HDR_LEN + st[0].len + st[1].len, &H) != 0)
+            return jaccl_err_set(c->err, JACCL_ERR_NOMEM, "cannot lay out 2 headers");
+        hdr_add(c, &H, &st[0], st[0].len, 0);
+        hdr_add(c, &H, &st[1], st[1].len, 1);
+    } else {
+        int peer = jaccl_algo_peer(c, st[0].peer);
+        c->xfers[0] =
+            (struct jaccl_xfer){st[0].buf, st[0].len, 0, peer, 0, JACCL_XFER_SEND, c->run_flags};
+        c->xfers[1] = (struct jaccl_xfer){st[1].buf, st[1].len, 0, peer, 0, JACCL_XFER_RECV, 0};
+    }
+    jaccl_result_t rc = run_loop(c, st, NULL, 0, NULL, 0, &H, &nx);
+    if (rc == JACCL_SUCCESS) hdr_deliver(&H);
+    return rc;
+}
+
 jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st, int ns,
                               jaccl_reduce_fn fn, size_t esize)
 {
@@ -777,6 +813,7 @@ jaccl_result_t jaccl_algo_run(struct jaccl_algo_ctx *c, struct jaccl_stream *st,
     c->tp->err = c->err; /* communicators split from one another share the transport */
     if (H.mode == JACCL_HDR_COLL) c->hdr_mode = JACCL_HDR_OFF; /* the first run only */
     if (c->owed && c->owed->broken && c->owed->n) return owed_broken(c);
+    if (run_is_pair(c, H.mode, st, ns, fn)) return run_pair(c, H.mode, st);
     int plain = H.mode == JACCL_HDR_OFF && !owed_any(c);
     int nx = plain || hdr_prepare(c, st, ns, &H) == 0
                  ? run_setup(c, st, ns, fn != NULL, red, &nred, &H)
