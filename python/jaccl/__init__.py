@@ -170,14 +170,20 @@ def _op(op):
 
 
 def _dest(out, shape, src, nbytes):
-    """The output buffer: out (checked for size) or a new array of shape."""
-    if out is None:
-        out = _empty(shape, src.dtype)
-    elif out is src.obj and not src.readonly and src.nbytes == nbytes:
-        return out, src  # in place: one hold does for both
-    buf = Buffer(out, True)
+    """The output buffer: out (checked for size) or a new array of shape.  On
+    an error src is released too: the call never starts."""
+    try:
+        if out is None:
+            out = _empty(shape, src.dtype)
+        elif out is src.obj and not src.readonly and src.nbytes == nbytes:
+            return out, src  # in place: one hold does for both
+        buf = Buffer(out, True)
+    except BaseException:
+        src.release()
+        raise
     if buf.nbytes != nbytes:
         buf.release()
+        src.release()
         raise ValueError(f"jaccl: out has {buf.nbytes} bytes, the result needs {nbytes}")
     return out, buf
 
@@ -297,37 +303,42 @@ class Communicator:
         return _L.jaccl_comm_size(self._handle())
 
     def _run(self, name, args, bufs, result, nonblocking):
-        h = self._handle()
-        if nonblocking:
-            req = _lib.request_t()
-            rc = getattr(_L, "jaccl_i" + name)(*args, h, ctypes.byref(req))
-            if rc:
-                for b in bufs:
-                    b.release()
-                self._check(rc, "jaccl_i" + name)
-            return Request(self, req, bufs, result)
+        """Call the library on held bufs; they are released before this returns
+        or raises, unless a request or a group still uses them."""
+        kept = False
         try:
-            rc = _CALLS[name](*args, h)
-        finally:
-            if name in ("send", "recv") and getattr(_tls, "depth", 0):
-                _group_held().extend(bufs)
+            h = self._handle()
+            if nonblocking:
+                req = _lib.request_t()
+                rc = getattr(_L, "jaccl_i" + name)(*args, h, ctypes.byref(req))
+                kept = rc == 0
             else:
+                rc = _CALLS[name](*args, h)
+                if name in ("send", "recv") and getattr(_tls, "depth", 0):
+                    _group_held().extend(bufs)  # released at group_end
+                    kept = True
+        finally:
+            if not kept:
                 for b in bufs:
                     b.release()
+        if nonblocking and kept:
+            return Request(self, req, bufs, result)
         if rc:
-            self._check(rc, "jaccl_" + name)
+            self._check(rc, ("jaccl_i" if nonblocking else "jaccl_") + name)
         return result
 
     def allreduce(self, x, op="sum", out=None, dtype=None, *, nonblocking=False):
         """Element-wise reduction over all ranks; out=x works in place."""
+        op = _op(op)
         s = _Src(x, dtype)
         out, d = _dest(out, s.shape, s, s.nbytes)
-        return self._run("allreduce", (s.address, d.address, s.count, s.code, _op(op)),
+        return self._run("allreduce", (s.address, d.address, s.count, s.code, op),
                          [s, d], out, nonblocking)
 
     def allgather(self, x, out=None, dtype=None, *, nonblocking=False):
         """Every rank's x concatenated in rank order (along the first axis)."""
-        s, n = _Src(x, dtype), self.size()
+        n = self.size()
+        s = _Src(x, dtype)
         shape = (n * s.shape[0],) + s.shape[1:] if s.shape else (n,)
         out, d = _dest(out, shape, s, n * s.nbytes)
         return self._run("allgather", (s.address, d.address, s.count, s.code),
@@ -335,7 +346,8 @@ class Communicator:
 
     def reduce_scatter(self, x, op="sum", out=None, dtype=None, *, nonblocking=False):
         """Block rank() of the reduction of x (size() equal blocks)."""
-        s, n = _Src(x, dtype), self.size()
+        op, n = _op(op), self.size()
+        s = _Src(x, dtype)
         try:
             k = _blocks(s, n, "reduce_scatter")
         except ValueError:
@@ -344,7 +356,7 @@ class Communicator:
         shape = ((s.shape[0] // n,) + s.shape[1:] if s.shape and s.shape[0] % n == 0
                  else (k,))
         out, d = _dest(out, shape, s, k * s.esize)
-        return self._run("reduce_scatter", (s.address, d.address, k, s.code, _op(op)),
+        return self._run("reduce_scatter", (s.address, d.address, k, s.code, op),
                          [s, d], out, nonblocking)
 
     def broadcast(self, x, root=0, out=None, dtype=None, *, nonblocking=False):
@@ -358,22 +370,24 @@ class Communicator:
 
     def reduce(self, x, op="sum", root=0, out=None, dtype=None):
         """The reduction on the root (returned there); None on other ranks."""
+        op, me = _op(op), self.rank()
         s = _Src(x, dtype)
         bufs, addr = [s], None
-        if self.rank() == root:
+        if me == root:
             out, d = _dest(out, s.shape, s, s.nbytes)
             bufs.append(d)
             addr = d.address
         else:
             out = None
-        return self._run("reduce", (s.address, addr, s.count, s.code, _op(op), root),
+        return self._run("reduce", (s.address, addr, s.count, s.code, op, root),
                          bufs, out, False)
 
     def alltoall(self, x, out=None, dtype=None, *, nonblocking=False):
         """Block p of out = block rank() of rank p's x (size() equal blocks)."""
+        n = self.size()
         s = _Src(x, dtype)
         try:
-            k = _blocks(s, self.size(), "alltoall")
+            k = _blocks(s, n, "alltoall")
         except ValueError:
             s.release()
             raise

@@ -25,14 +25,20 @@ _release.restype, _release.argtypes = None, [_c.POINTER(_PyBuffer)]
 
 class _ReadOnlyHold:
     """A read-only buffer's address: ctypes maps only writable memory, so this
-    one goes through CPython's PyObject_GetBuffer (a few microseconds more)."""
+    one goes through CPython's PyObject_GetBuffer (a few microseconds more),
+    on the memoryview whose layout was checked (an exporter may hand out
+    different memory to each request); the Py_buffer keeps that view alive."""
 
-    def __init__(self, obj):
+    def __init__(self, view):
         self._view = None
-        view = _PyBuffer()
-        _get(obj, _c.byref(view), _PyBUF_SIMPLE)
-        self._view = view
-        self.address = view.buf or 0
+        pb = _PyBuffer()
+        _get(view, _c.byref(pb), _PyBUF_SIMPLE)
+        if pb.len != view.nbytes:  # a memoryview's own export: cannot differ
+            _release(_c.byref(pb))
+            raise TypeError(f"jaccl: a read-only buffer of {view.nbytes} bytes exported "
+                            f"{pb.len}")
+        self._view = pb
+        self.address = pb.buf or 0
 
     def release(self):
         if self._view is not None:
@@ -76,15 +82,16 @@ class Buffer:
         self.obj = obj
         self.nbytes, self.itemsize = view.nbytes, view.itemsize
         self.format, self.shape, self.readonly = view.format, view.shape, view.readonly
-        if self.nbytes == 0:
-            self.address = 0
-        elif self.readonly:
-            self._hold = _ReadOnlyHold(obj)
+        if self.nbytes and self.readonly:
+            self._hold = _ReadOnlyHold(view)  # holds view, which holds obj
             self.address = self._hold.address
-        else:
-            self._hold = _c.c_char.from_buffer(view)
+            return
+        if self.nbytes:
+            self._hold = _c.c_char.from_buffer(view)  # its own view of view's memory
             self.address = _c.addressof(self._hold)
-        view.release()  # the hold has its own view
+        else:
+            self.address = 0
+        view.release()
 
     def release(self):
         hold = self._hold

@@ -784,6 +784,7 @@ static int run_is_pair(const struct jaccl_algo_ctx *c, int mode, const struct ja
            st[0].peer == st[1].peer && st[0].len <= COALESCE_MAX && st[1].len <= COALESCE_MAX;
 }
 
+/* xfers holds at least 8 from the start (comm.c) and never shrinks: room for 2. */
 static jaccl_result_t run_pair(struct jaccl_algo_ctx *c, int mode, struct jaccl_stream *st)
 {
     struct run_hdrs H = {.mode = JACCL_HDR_OFF};

@@ -106,21 +106,25 @@ def test_buffer_protocol(r, n):
         check(False, "read-only in-place output must be refused")
     except TypeError:
         pass
-    # Every hold ends with the call: in place (one hold for both), out of place, refused.
+    # Every hold ends with the call: in place (one hold for both), out of place,
+    # refused (with the exception, and so the call's frame, still referenced).
     c = bytearray([1, 2])
     jaccl.allreduce(c, out=c)
     d = bytearray(2)
     jaccl.allreduce(bytearray([r, 0]), out=d)
-    try:
-        jaccl.allreduce(c, out=bytearray(3))
-    except ValueError:
-        pass
+    kept = []
+    for bad in ({"out": bytearray(3)}, {"op": "nope"}, {"out": d, "op": "nope"}):
+        try:
+            jaccl.allreduce(c, **bad)
+            check(False, f"allreduce with {bad} must be refused")
+        except ValueError as e:
+            kept.append(e)
     try:
         c.append(0)
         d.append(0)
         check(c[:2] == bytes([n, 2 * n]), f"bytearray in place: {bytes(c)}")
     except BufferError:
-        check(False, "a bytearray stays held after the call returned")
+        check(False, "a bytearray stays held after the call returned or was refused")
 
 
 def test_collectives(r, n):
