@@ -83,7 +83,10 @@ test)
     ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         run_suite build-asan "ASan+UBSan build" 3
     echo "== fuzzing (${FUZZ_SECONDS:-30} s per harness)"
-    fz=$(tests/fuzz/run.sh "${FUZZ_SECONDS:-30}" | tee /dev/stderr |
+    # Each line to stderr through its own descriptor: tee /dev/stderr would reopen
+    # it, truncating a log file that stderr is redirected to.
+    fz=$(tests/fuzz/run.sh "${FUZZ_SECONDS:-30}" |
+         while IFS= read -r line; do printf '%s\n' "$line" >&2; printf '%s\n' "$line"; done |
          sed -n 's/^fuzz: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
     read -r p f <<<"${fz:-0 1}"; passed=$((passed + p)); failed=$((failed + f))
     echo "$passed passed, $failed failed"
