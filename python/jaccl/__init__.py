@@ -211,35 +211,56 @@ def _group_held():
 
 class Request:
     """A non-blocking operation in flight.  Its buffers stay held (the objects
-    alive and unresizable) until wait() or a test() that returns True."""
+    alive and unresizable) until wait() or a test() that returns True.  Safe
+    to share between threads: the library frees a request when it completes,
+    so one thread at a time asks it; the others see the outcome."""
 
     def __init__(self, comm, handle, bufs, result):
         self._comm, self._h, self._bufs, self._result = comm, handle, bufs, result
+        self._lock = threading.Lock()
+        self._error = None  # the failure, raised again to every later wait() or test()
 
     def _finish(self, rc, call):
         self._h = None
         for b in self._bufs:
             b.release()
-        self._comm._check(rc, call)
+        try:
+            self._comm._check(rc, call)
+        except Error as e:
+            self._error = e
+            raise
+        return self._result
+
+    def _outcome(self):
+        if self._error is not None:
+            raise self._error
         return self._result
 
     def wait(self):
         """Block until done; return the result (the output buffer, or None)."""
-        if self._h is None:
-            return self._result
-        return self._finish(_L.jaccl_wait(self._h), "jaccl_wait")
+        with self._lock:
+            if self._h is None:
+                return self._outcome()
+            return self._finish(_L.jaccl_wait(self._h), "jaccl_wait")
 
     def test(self):
-        """True once done (errors raise here); never blocks."""
-        if self._h is None:
-            return True
-        done = ctypes.c_int(0)
-        rc = _L.jaccl_test(self._h, ctypes.byref(done))
-        if done.value:
-            self._finish(rc, "jaccl_test")
-            return True
-        self._comm._check(rc, "jaccl_test")
-        return False
+        """True once done (errors raise here); never blocks (False while
+        another thread waits on this request)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self._h is None:
+                self._outcome()
+                return True
+            done = ctypes.c_int(0)
+            rc = _L.jaccl_test(self._h, ctypes.byref(done))
+            if done.value:
+                self._finish(rc, "jaccl_test")
+                return True
+            self._comm._check(rc, "jaccl_test")
+            return False
+        finally:
+            self._lock.release()
 
     @property
     def result(self):

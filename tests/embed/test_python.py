@@ -174,6 +174,26 @@ def test_point_to_point(r, n):
         check(np.array_equal(got, np.arange(8)), "send/recv")
     req = jaccl.iallreduce(np.ones(64, np.float32))
     check(np.all(req.wait() == n), "iallreduce")
+    # One request, several threads: the library frees it once, every waiter gets the result.
+    req = jaccl.iallreduce(np.ones(1 << 18, np.float32))
+    got, errs = [], []
+
+    def waiter():
+        try:
+            got.append(req.wait())
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errs.append(e)
+
+    threads = [threading.Thread(target=waiter) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(100000):
+        if req.test():
+            break
+    for t in threads:
+        t.join(30)
+    check(not errs and len(got) == 4 and all(g is got[0] for g in got) and req.test()
+          and np.all(got[0] == n), f"iallreduce waited on by 4 threads: {errs}")
 
 
 def test_split(r, n):
